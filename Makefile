@@ -1,0 +1,47 @@
+# One virtual environment for everything; each target installs what it needs first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+EVENT ?=
+
+.PHONY: help install run test lint types check bench emulator package deploy-yc clean
+
+help:
+	@echo "make run      - trigger a backup on the local emulator, follow it, print the result event"
+	@echo "make test     - lint, types and the whole test suite"
+	@echo "make bench    - benchmarks; writes bench/results.json"
+	@echo "make emulator - the local Yandex Cloud emulator on port 8710"
+	@echo "make package  - the Yandex Cloud Functions zip in dist/"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m local.runtime $(if $(EVENT),--event $(EVENT),)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check function local tests bench
+	$(VENV)/bin/ruff format --check function local tests bench
+
+types: $(STAMP)
+	$(VENV)/bin/mypy function local
+
+test: lint types
+	$(VENV)/bin/pytest -q
+
+check: test
+
+bench: $(STAMP)
+	$(PY) -m bench.run
+
+emulator: $(STAMP)
+	$(PY) -m local.emulator --port 8710
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache
