@@ -12,8 +12,22 @@ SERVICE = "yc-backup-runner"
 
 # Keys whose values never reach a log line, whatever a caller passes.
 SECRET_KEYS = frozenset(
-    {"authorization", "token", "iamtoken", "iam_token", "access_token", "private_key", "privatekey", "secret",
-     "signature", "x-slack-signature", "x-signature", "password", "jwt", "cookie"}
+    {
+        "authorization",
+        "token",
+        "iamtoken",
+        "iam_token",
+        "access_token",
+        "private_key",
+        "privatekey",
+        "secret",
+        "signature",
+        "x-slack-signature",
+        "x-signature",
+        "password",
+        "jwt",
+        "cookie",
+    }
 )
 
 

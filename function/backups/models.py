@@ -70,8 +70,10 @@ class BackupRequest(CamelModel):
         import re
 
         for key, val in value.items():
-            if not re.fullmatch(LABEL_KEY_PATTERN, key) or not isinstance(val, str) or not re.fullmatch(
-                LABEL_VALUE_PATTERN, val
+            if (
+                not re.fullmatch(LABEL_KEY_PATTERN, key)
+                or not isinstance(val, str)
+                or not re.fullmatch(LABEL_VALUE_PATTERN, val)
             ):
                 raise ValueError("instanceLabels keys must match [a-z][-_./\\@0-9a-z]* and values [-_./\\@0-9a-z]*")
         return value
