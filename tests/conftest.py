@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -51,10 +52,8 @@ def make_queue(sqs: Any) -> Iterator[Any]:
 
     yield _make
     for url in created:
-        try:
+        with contextlib.suppress(Exception):
             sqs.delete_queue(QueueUrl=url)
-        except Exception:
-            pass
 
 
 def drain(sqs: Any, queue_url: str, *, max_messages: int = 1000, wait: int = 0) -> list[dict[str, Any]]:
