@@ -23,14 +23,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m local.runtime $(if $(EVENT),--event $(EVENT),)
+	$(PY) -m local.runtime $(if $(EVENT),--event $(EVENT),) $(if $(SCENARIO),--scenario $(SCENARIO),)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check function local tests bench
-	$(VENV)/bin/ruff format --check function local tests bench
+	$(VENV)/bin/ruff check function local tests bench scripts
+	$(VENV)/bin/ruff format --check function local tests bench scripts
 
 types: $(STAMP)
-	$(VENV)/bin/mypy function local
+	$(VENV)/bin/mypy function local scripts
 
 test: lint types
 	$(VENV)/bin/pytest -q
@@ -42,6 +42,14 @@ bench: $(STAMP)
 
 emulator: $(STAMP)
 	$(PY) -m local.emulator --port 8710
+
+# The Yandex Cloud Functions zip: .pyc files must come from the runtime's Python (3.12 for python312).
+RUNTIME_PYTHON ?=
+package:
+	$(PYTHON) scripts/package.py $(if $(RUNTIME_PYTHON),--python $(RUNTIME_PYTHON),)
+
+deploy-yc: package
+	deploy/yandex/deploy-yc.sh dist/function.zip
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache

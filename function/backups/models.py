@@ -154,6 +154,7 @@ class FollowupTicket(CamelModel):
     started_at: datetime
     deadline: datetime
     attempt: int = 0  # how many times the operation has been checked
+    transient_errors: int = 0  # consecutive transient failures of Operation.Get (backs off the re-checks)
     progress: list[ProgressSample] = Field(default_factory=list)  # last few samples, for the finish estimate
     reply_to: ReplyTarget | None = None
     last_reported_percent: float | None = None

@@ -1,0 +1,386 @@
+"""Result sinks: where result events go. Configured by environment (`build_sinks`).
+
+- `LogSink` (always): one structured log line per event.
+- `QueueSink` (RESULT_QUEUE_URL): the event JSON as the message body, through the MessageQueue port (SqsQueue
+  retries throttling and 5xx through botocore).
+- `WebhookSink` (RESULT_WEBHOOK_URL): HTTPS POST of the event JSON, `Content-Type: application/cloudevents+json`,
+  signed with RESULT_WEBHOOK_SECRET (see "Verifying the webhook" below). Only `https://` URLs, except
+  `http://127.0.0.1`, `http://localhost` and `http://[::1]` (local receivers, tests).
+- `ChatSink` (the ticket's Slack `response_url`): a short human message. Only `https://hooks.slack.com/` is ever
+  called (tests pass `url_allowed=` to admit a loopback receiver). A response_url takes 5 messages within 30
+  minutes: when it is used up or expired, the result goes to SLACK_INCOMING_WEBHOOK_URL instead if configured,
+  else the chat sink skips (not a failure: redelivering would not help).
+
+HTTP sinks retry through urllib3's `Retry` on their own `requests.Session`: SINK_MAX_ATTEMPTS attempts in all,
+on connection errors, read timeouts and 429/500/502/503/504, with a short exponential back-off (0.2 s, 0.4 s ...,
+at most 2 s; `Retry-After` is not waited for, the invocation's time is short). POST is retried on purpose: the
+event id is deterministic, receivers drop duplicates by id. A sink that still fails raises `SinkError`; its
+message names the host and the HTTP status only, never a URL path (Slack URLs carry tokens), a secret or a
+signature.
+
+Verifying the webhook (receiver side), with the shared secret `S`:
+
+    X-Signature-Timestamp: <unix seconds>
+    X-Signature: v1=<hex HMAC-SHA256(S, f"{timestamp}.{raw body}")>
+
+1. Read the raw body bytes (before any JSON parsing) and both headers.
+2. Refuse a timestamp more than 5 minutes from your clock (replay window).
+3. Compute `hmac.new(S, timestamp.encode() + b"." + raw_body, sha256).hexdigest()` and compare it with the value
+   after `v1=` in constant time (`hmac.compare_digest`). `verify_signature` below does exactly this.
+4. Deduplicate by the event's `id` (at-least-once delivery).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from backups.models import ReplyTarget, ResultEvent
+from backups.ports import Clock, MessageQueue, QueueError, ResultSink, SinkError, SystemClock
+from backups.results import (
+    EmitReport,
+    ProgressSink,
+    SinkSkipped,
+    chat_text,
+    emit_result,
+    progress_message,
+)
+from observability import get_logger
+
+if TYPE_CHECKING:
+    import requests
+    from pydantic import SecretStr
+
+    from settings import Settings
+
+__all__ = [
+    "ChatSink",
+    "EmitReport",
+    "LogSink",
+    "ProgressSink",
+    "QueueSink",
+    "WebhookSink",
+    "build_sinks",
+    "emit_result",
+    "event_body",
+    "is_slack_url",
+    "progress_message",
+    "sign",
+    "verify_signature",
+]
+
+CLOUDEVENTS_JSON = "application/cloudevents+json"
+TIMESTAMP_HEADER = "X-Signature-Timestamp"
+SIGNATURE_HEADER = "X-Signature"
+SIGNATURE_TOLERANCE_SECONDS = 300
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+BACKOFF_FACTOR = 0.2
+BACKOFF_MAX = 2.0
+TIMEOUT = (3.05, 10.0)  # connect, read
+SLACK_HOST = "hooks.slack.com"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+USER_AGENT = "yc-backup-runner (result sink)"
+
+
+def event_body(event: ResultEvent) -> str:
+    """The event as compact JSON: the exact text sent (and signed)."""
+    return json.dumps(event.to_json_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+def sign(secret: str | bytes, timestamp: str, body: str | bytes) -> str:
+    """`v1=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>`."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    raw = body.encode() if isinstance(body, str) else body
+    return "v1=" + hmac.new(key, timestamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
+
+
+def verify_signature(
+    secret: str | bytes,
+    timestamp: str,
+    body: str | bytes,
+    signature: str,
+    *,
+    now: float | None = None,
+    tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
+) -> bool:
+    """The receiver's check: fresh timestamp, and a matching `v1=` signature (constant-time comparison)."""
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        return False
+    current = time.time() if now is None else now
+    if abs(current - int(timestamp)) > tolerance:
+        return False
+    expected = sign(secret, timestamp, body)
+    return any(hmac.compare_digest(expected, part.strip()) for part in signature.split(",")[:8])
+
+
+def is_slack_url(url: str) -> bool:
+    """Only `https://hooks.slack.com/...` (default port) is ever posted to by the chat sink."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" and parts.hostname == SLACK_HOST and parts.port in (None, 443)
+
+
+def _host(url: str) -> str:
+    """What an error message may say about a URL: its host, never its path or query (tokens live there)."""
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:
+        return "?"
+
+
+def _check_webhook_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
+        return
+    raise ValueError(
+        f"RESULT_WEBHOOK_URL must be an https:// URL (http:// only for 127.0.0.1 or localhost); "
+        f"got scheme {parts.scheme!r} for host {parts.hostname or '?'!r}"
+    )
+
+
+def http_session(max_attempts: int) -> requests.Session:
+    """A session that retries POSTs `max_attempts - 1` times on connection errors and 429/5xx (urllib3 Retry)."""
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    retries = max(0, max_attempts - 1)
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        other=0,
+        allowed_methods=frozenset({"POST"}),
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=BACKOFF_FACTOR,
+        backoff_max=BACKOFF_MAX,
+        respect_retry_after_header=False,
+        raise_on_status=False,
+        raise_on_redirect=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=4)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.trust_env = False  # no proxies or .netrc credentials from the environment
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+def _post(session: requests.Session, url: str, what: str, **kwargs: Any) -> int:
+    """POST and return the final status; SinkError (host only) when no answer came back at all."""
+    import requests
+
+    try:
+        response = session.post(url, timeout=TIMEOUT, allow_redirects=False, **kwargs)
+    except requests.RequestException as exc:
+        reason = type(exc).__name__
+        if isinstance(exc, requests.exceptions.RetryError):
+            reason = "too many failed attempts"
+        raise SinkError(f"{what} at {_host(url)} unreachable: {reason}") from None
+    with response:
+        return response.status_code
+
+
+# --- the sinks ---------------------------------------------------------------------------------------------
+
+
+class LogSink:
+    """One structured log line per event (always configured; RESULTS_FAILURES_ONLY does not apply)."""
+
+    name = "log"
+
+    def __init__(self, logger: Any | None = None) -> None:
+        self._log = logger if logger is not None else get_logger()
+
+    def emit(self, event: ResultEvent) -> None:
+        d = event.data
+        fields: dict[str, Any] = {
+            "eventId": event.id,
+            "eventType": event.type,
+            "status": d.status,
+            "operationId": d.operation_id,
+            "policyId": d.policy_id,
+            "computeInstanceId": d.compute_instance_id,
+            "instanceName": d.instance_name,
+            "target": d.target,
+            "durationSeconds": d.duration_seconds,
+            "polls": d.polls,
+            "source": d.source,
+            "triggerId": d.trigger_id,
+            "correlationId": d.correlation_id,
+            "requestedBy": d.requested_by,
+        }
+        if d.error is not None:
+            fields["errorCode"] = d.error.code
+            fields["errorMessage"] = d.error.message
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if d.status == "succeeded":
+            self._log.info("backup result", extra=fields)
+        else:
+            self._log.warning("backup result", extra=fields)
+
+
+class QueueSink:
+    """The event JSON as one message on RESULT_QUEUE_URL."""
+
+    name = "queue"
+
+    def __init__(self, queue: MessageQueue, queue_url: str) -> None:
+        self._queue = queue
+        self._url = queue_url
+
+    def emit(self, event: ResultEvent) -> None:
+        try:
+            self._queue.send(self._url, event_body(event))
+        except QueueError as exc:  # QueueError messages never carry credentials
+            raise SinkError(f"result queue: {exc}") from None
+
+
+class WebhookSink:
+    """HTTPS POST of the event, signed (HMAC-SHA256) when a secret is configured."""
+
+    name = "webhook"
+
+    def __init__(
+        self,
+        url: str,
+        secret: SecretStr | str | None,
+        *,
+        max_attempts: int = 3,
+        session: requests.Session | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        _check_webhook_url(url)
+        self._url = url
+        self._secret = secret if isinstance(secret, str | None) else secret.get_secret_value()
+        self._session = session or http_session(max_attempts)
+        self._now = now
+
+    def emit(self, event: ResultEvent) -> None:
+        body = event_body(event).encode("utf-8")
+        headers = {"Content-Type": CLOUDEVENTS_JSON}
+        if self._secret:
+            timestamp = str(int(self._now()))
+            headers[TIMESTAMP_HEADER] = timestamp
+            headers[SIGNATURE_HEADER] = sign(self._secret, timestamp, body)
+        status = _post(self._session, self._url, "result webhook", data=body, headers=headers)
+        if not 200 <= status < 300:
+            raise SinkError(f"result webhook at {_host(self._url)} answered HTTP {status}")
+
+
+class ChatSink:
+    """Posts the result (and progress updates) to the ticket's Slack response_url, or the incoming webhook."""
+
+    name = "chat"
+
+    def __init__(
+        self,
+        reply_to: ReplyTarget | None,
+        fallback_url: SecretStr | str | None = None,
+        *,
+        max_attempts: int = 3,
+        clock: Clock | None = None,
+        session: requests.Session | None = None,
+        url_allowed: Callable[[str], bool] = is_slack_url,
+        response_type: str = "ephemeral",
+    ) -> None:
+        self.reply_to = reply_to.model_copy() if reply_to is not None else None
+        self._fallback = fallback_url if isinstance(fallback_url, str | None) else fallback_url.get_secret_value()
+        self._clock = clock or SystemClock()
+        self._session_arg = session
+        self._max_attempts = max_attempts
+        self._allowed = url_allowed
+        self._response_type = response_type
+        self._log = get_logger()
+
+    @property
+    def _session(self) -> requests.Session:
+        if self._session_arg is None:
+            self._session_arg = http_session(self._max_attempts)
+        return self._session_arg
+
+    def _response_url_usable(self, keep: int) -> bool:
+        reply = self.reply_to
+        return reply is not None and reply.messages_left > keep and self._clock.now() < reply.expires_at
+
+    def emit(self, event: ResultEvent) -> None:
+        text = chat_text(event)
+        if self._response_url_usable(keep=0):
+            assert self.reply_to is not None
+            self._send(self.reply_to.response_url, {"text": text, "response_type": self._response_type})
+            self.reply_to.messages_left -= 1
+            return
+        if self._fallback:
+            self._send(self._fallback, {"text": text})
+            return
+        raise SinkSkipped("response_url used up or expired, and no SLACK_INCOMING_WEBHOOK_URL")
+
+    def post_progress(self, text: str) -> bool:
+        """Post a progress update to the response_url, keeping one message for the result. Never raises."""
+        if not self._response_url_usable(keep=1):
+            return False
+        assert self.reply_to is not None
+        try:
+            self._send(self.reply_to.response_url, {"text": text, "response_type": self._response_type})
+        except (SinkError, SinkSkipped) as exc:
+            self._log.warning("chat progress not posted", extra={"reason": str(exc)})
+            return False
+        self.reply_to.messages_left -= 1
+        return True
+
+    def _send(self, url: str, payload: dict[str, Any]) -> None:
+        if not self._allowed(url):
+            # Never call anything but Slack with a URL that came in a message. Retrying would not help.
+            self._log.warning("chat URL refused: not https://hooks.slack.com/", extra={"host": _host(url)})
+            raise SinkSkipped(f"chat URL host {_host(url)!r} is not {SLACK_HOST}")
+        status = _post(self._session, url, "chat", json=payload)
+        if not 200 <= status < 300:
+            raise SinkError(f"chat at {_host(url)} answered HTTP {status}")
+
+
+def build_sinks(
+    settings: Settings,
+    reply_to: ReplyTarget | None,
+    *,
+    queue: MessageQueue | None = None,
+    clock: Clock | None = None,
+    chat_url_allowed: Callable[[str], bool] | None = None,
+) -> list[ResultSink]:
+    """The sinks the environment configures: log always; queue, webhook; chat when there is a reply target.
+
+    ValueError for a webhook URL that is not https (a configuration error; the message names no secret).
+    """
+    sinks: list[ResultSink] = [LogSink()]
+    if settings.result_queue_url:
+        if queue is None:
+            from adapters.sqs import SqsQueue
+
+            queue = SqsQueue()
+        sinks.append(QueueSink(queue, settings.result_queue_url))
+    if settings.result_webhook_url:
+        if settings.result_webhook_secret is None:
+            get_logger().warning("RESULT_WEBHOOK_SECRET is not set: result webhook calls are not signed")
+        sinks.append(
+            WebhookSink(
+                settings.result_webhook_url, settings.result_webhook_secret, max_attempts=settings.sink_max_attempts
+            )
+        )
+    if reply_to is not None:
+        sinks.append(
+            ChatSink(
+                reply_to,
+                settings.slack_incoming_webhook_url,
+                max_attempts=settings.sink_max_attempts,
+                clock=clock,
+                url_allowed=chat_url_allowed or is_slack_url,
+            )
+        )
+    return sinks

@@ -1,0 +1,63 @@
+"""What one invocation works with: settings, the cloud client, the queue, the sinks, the clock.
+
+Built fresh per invocation from the environment (`Deps.from_env`); tests pass their own fields
+(a fake cloud, a moto-backed queue, recording sinks, a frozen clock). Clients are built only when
+an invocation needs them, and the expensive parts (the HTTP session, boto3's client, tokens) are
+cached by their own modules across warm invocations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from backups.models import ReplyTarget
+from backups.ports import Clock, MessageQueue, ResultSink, SystemClock
+from settings import Settings
+
+if TYPE_CHECKING:
+    from backups.resolve import CloudApi
+
+
+def _cloud_from_settings(settings: Settings, context: Any) -> CloudApi:
+    from ycloud.client import YandexCloud
+
+    return YandexCloud.from_settings(settings, context=context)
+
+
+def _sqs_queue() -> MessageQueue:
+    from adapters.sqs import SqsQueue
+
+    return SqsQueue()
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    cloud_factory: Callable[[Settings, Any], CloudApi] = _cloud_from_settings
+    queue_factory: Callable[[], MessageQueue] = _sqs_queue
+    clock: Clock = field(default_factory=SystemClock)
+    # reply target -> sinks; None: the sinks the environment configures (adapters.sinks.build_sinks)
+    sinks_factory: Callable[[ReplyTarget | None], list[ResultSink]] | None = None
+    _queue: MessageQueue | None = None
+
+    @classmethod
+    def from_env(cls) -> Deps:
+        return cls(settings=Settings.from_env())
+
+    def cloud(self, context: Any) -> CloudApi:
+        return self.cloud_factory(self.settings, context)
+
+    @property
+    def queue(self) -> MessageQueue:
+        if self._queue is None:
+            self._queue = self.queue_factory()
+        return self._queue
+
+    def sinks(self, reply_to: ReplyTarget | None) -> list[ResultSink]:
+        if self.sinks_factory is not None:
+            return self.sinks_factory(reply_to)
+        from adapters.sinks import build_sinks
+
+        return build_sinks(self.settings, reply_to, queue=self.queue, clock=self.clock)

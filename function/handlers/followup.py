@@ -1,0 +1,70 @@
+"""The follow-up handler: one ticket per queue message; check the operation, reschedule or report.
+
+A ticket that cannot be read is a poison message: it is logged and reported as failed, so the queue's redrive
+policy moves it to the dead-letter queue after maxReceiveCount deliveries. Transient problems are handled by
+`follow` itself (the ticket is sent back with a short delay); a result that a sink could not take makes the
+message come back (at-least-once; the event id is deterministic, so a consumer drops the duplicate).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.deps import Deps
+from observability import get_logger
+from triggers.detect import parse_event
+from triggers.model import TriggerError
+
+
+def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
+    from backups.followup import MalformedTicket, follow, parse_ticket
+    from handlers.trigger import queue_reply
+
+    deps = deps or Deps.from_env()
+    log = get_logger()
+    try:
+        # Tickets may be larger than a request (progress samples, a reply target): allow the queue's own limit.
+        invocation = parse_event(event, context, max_body_bytes=256 * 1024)
+    except TriggerError as exc:
+        log.error("event refused", extra={"code": exc.code, "error": str(exc)})
+        return {"ok": False, "error": {"code": exc.code, "message": str(exc)}}
+    if invocation.kind != "queue":
+        log.error("the follow-up handler takes queue events only", extra={"source": invocation.source})
+        return {
+            "ok": False,
+            "error": {"code": "NOT_A_QUEUE_EVENT", "message": "expected the follow-up queue's messages"},
+        }
+    log.append_keys(source=invocation.source, platform=invocation.platform)
+    cloud = deps.cloud(context)
+    failed: list[str] = []
+    for message in invocation.messages:
+        try:
+            ticket = parse_ticket(message.body_text)
+        except MalformedTicket as exc:
+            log.error(
+                "poison message: not a follow-up ticket", extra={"messageId": message.message_id, "error": str(exc)}
+            )
+            failed.append(message.message_id or "")
+            continue
+        log.append_keys(correlation_id=ticket.trigger.correlation_id or ticket.trigger.trigger_id)
+        outcome = follow(
+            ticket,
+            cloud=cloud,
+            queue=deps.queue,
+            settings=deps.settings,
+            clock=deps.clock,
+            sinks=deps.sinks(ticket.reply_to),
+        )
+        log.info(
+            "ticket checked",
+            extra={
+                "operationId": ticket.operation_id,
+                "action": outcome.action,
+                "delaySeconds": outcome.delay_seconds,
+                "reason": outcome.reason,
+                "attempt": outcome.ticket.attempt,
+            },
+        )
+        if outcome.needs_redelivery:
+            failed.append(message.message_id or "")
+    return queue_reply(invocation, failed)

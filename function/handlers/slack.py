@@ -1,0 +1,125 @@
+"""The Slack slash command: `/backup <instance> [policy] [--dry-run] [--reason "..."]`, `status`, `help`.
+
+The request is already verified (handlers.http). The answer is an ephemeral message within Slack's 3 seconds:
+the backup is resolved and started inline (a listing or two and one Execute), the operation id is named, and
+the follow-up posts progress and the result to the command's response_url. Slack shows a non-200 answer as a
+failed command, so errors are 200 with an explanation. Chat may back up only what the allowlist names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.deps import Deps
+from observability import get_logger
+from triggers.http import http_reply
+from triggers.model import Invocation
+
+# Slack wants the answer within 3 s: the cloud calls of a command get this much of it.
+SLACK_BUDGET_SECONDS = 2.5
+
+
+def _answer(invocation: Invocation, payload: dict[str, Any]) -> dict[str, Any]:
+    return http_reply(invocation, 200, payload)
+
+
+def handle_slack(invocation: Invocation, context: Any, deps: Deps) -> dict[str, Any]:
+    from chatops.signing import BadRequest
+    from chatops.slack import BackupCommand, StatusCommand, parse_command, parse_slash_form, reply_for_help
+
+    log = get_logger()
+    request = invocation.http
+    assert request is not None
+    try:
+        slash = parse_slash_form(request.body, max_body_bytes=deps.settings.max_body_bytes)
+    except BadRequest as exc:
+        return http_reply(invocation, 400, {"error": {"code": "BAD_REQUEST", "message": str(exc)}})
+    command = parse_command(slash.text)
+    log.append_keys(slack_user=slash.user_id, command=command.kind)
+    if isinstance(command, StatusCommand):
+        return _answer(invocation, _status(command.operation_id, context, deps))
+    if isinstance(command, BackupCommand):
+        return _answer(invocation, _backup(command, slash, context, deps))
+    return _answer(invocation, reply_for_help(command, slash))
+
+
+def _bounded_cloud(context: Any, deps: Deps) -> Any:
+    """The cloud client with retries cut to Slack's budget (never past the invocation's own deadline)."""
+    import time
+
+    from ycloud.client import YandexCloud
+
+    if deps.cloud_factory.__name__ != "_cloud_from_settings":
+        return deps.cloud(context)  # an injected client (tests): use as it is
+    started = time.monotonic()
+
+    def remaining() -> float:
+        return SLACK_BUDGET_SECONDS - (time.monotonic() - started)
+
+    return YandexCloud.from_settings(deps.settings, context=context, remaining_time=remaining)
+
+
+def _status(operation_id: str, context: Any, deps: Deps) -> dict[str, Any]:
+    from chatops.allowlist import Forbidden, check_chat_allowed
+    from chatops.slack import reply_error, reply_status
+    from ycloud.errors import CloudError
+
+    cloud = _bounded_cloud(context, deps)
+    try:
+        operation = cloud.operations.get(operation_id)
+        instance_id = operation.metadata.compute_instance_id
+        if instance_id is None:
+            return reply_error("that operation is not a backup started by this command")
+        instance = cloud.compute.get(instance_id)
+        check_chat_allowed(deps.settings, instance.folder_id, (instance.id, instance.name, instance.labels))
+    except CloudError as exc:
+        return reply_error(f"could not read the operation: {exc.name}: {exc.message}")
+    except Forbidden as exc:
+        return reply_error(str(exc))
+    return reply_status(operation)
+
+
+def _backup(command: Any, slash: Any, context: Any, deps: Deps) -> dict[str, Any]:
+    from backups.models import TriggerInfo
+    from backups.resolve import Resolver, StartError, build_request
+    from chatops.allowlist import Forbidden, check_chat_allowed
+    from chatops.slack import reply_dry_run, reply_error, reply_started, slack_reply_target, to_backup_request
+    from handlers.trigger import RedeliveryRequested, run_request
+
+    log = get_logger()
+    asked = to_backup_request(command, slash)
+    trigger = TriggerInfo(
+        source="slack",
+        trigger_id=f"slack:{slash.trigger_id or slash.user_id}",
+        requested_by=asked.requested_by,
+        reason=asked.reason,
+    )
+    body = asked.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
+    cloud = _bounded_cloud(context, deps)
+    resolver = Resolver(cloud, deps.settings)
+    reply_to = slack_reply_target(slash, deps.clock.now())
+    try:
+        request = build_request(body, deps.settings)
+        resolution = resolver.resolve(request)  # type: ignore[arg-type]
+        for target in resolution.targets:
+            instance = resolver.instance(target.compute_instance_id)
+            labels = instance.labels if instance is not None else None
+            check_chat_allowed(
+                deps.settings, target.folder_id, (target.compute_instance_id, target.instance_name, labels)
+            )
+        report = run_request(body, trigger, context, deps, reply_to=reply_to, resolver=resolver, cloud=cloud)
+    except Forbidden as exc:
+        log.warning("chat backup refused by the allowlist", extra={"reason": str(exc)})
+        return reply_error(str(exc), instance=command.instance)
+    except StartError as exc:
+        return reply_error(exc.message, instance=command.instance)
+    except RedeliveryRequested as exc:
+        return reply_error(f"the result could not be delivered, try again: {exc}", instance=command.instance)
+    if report.dry_run:
+        return reply_dry_run(command.instance, [p.policy_name or p.policy_id for p in report.plan])
+    if report.started:
+        started = [(s.policy_name or s.policy_id, s.operation_id) for s in report.started]
+        return reply_started(command.instance, started, reason=command.reason)
+    problems = [f.message for f in report.failed] + [r.message for r in report.retryable]
+    problems += [f"skipped {s.instance_name or s.compute_instance_id}: {s.reason}" for s in report.skipped]
+    return reply_error("; ".join(problems) or "nothing was started", instance=command.instance)

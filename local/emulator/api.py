@@ -1,0 +1,323 @@
+"""The emulated REST API: Cloud Backup, Operation, Compute and IAM under one base URL.
+
+Each handler gets a parsed Request and returns (HTTP status, JSON body); failures raise ApiError, which the
+server renders as a google.rpc.Status. JSON follows the proto3 mapping: camelCase names, int64 as strings,
+fields at their default value (false, "", empty lists) left out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from local.emulator.errors import UNAUTHENTICATED, UNIMPLEMENTED, ApiError, invalid, not_found
+from local.emulator.filters import FilterError, compile_filter
+from local.emulator.state import EmulatorState, Instance, Subject, check_id, prune, rfc3339
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+T = TypeVar("T")
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    request_id: str
+    subject: Subject | None = None
+    params: dict[str, str] = field(default_factory=dict)
+
+    def q(self, name: str) -> str | None:
+        """A query parameter by its JSON name or its proto (snake_case) name; the last value wins."""
+        snake = re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+        for key in (name, snake):
+            values = self.query.get(key)
+            if values:
+                return values[-1]
+        return None
+
+    def json_body(self) -> dict[str, Any]:
+        if not self.body.strip():
+            return {}
+        try:
+            data = json.loads(self.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise invalid(f"request body is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise invalid("request body must be a JSON object")
+        return data
+
+
+Result = tuple[int, dict[str, Any]]
+Handler = Callable[[EmulatorState, Request], Result]
+
+
+def parse_bool(value: str | None, name: str) -> bool:
+    if value is None or value == "":
+        return False
+    lowered = value.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise invalid(f"{name}: not a boolean: {value!r}", name)
+
+
+def paginate(req: Request, items: Sequence[T], key: Callable[[T], str]) -> tuple[list[T], str]:
+    """pageSize 0..1000 (0/absent: 100), pageToken opaque (<=100 chars); items must be sorted by key."""
+    raw_size = req.q("pageSize")
+    try:
+        size = int(raw_size) if raw_size not in (None, "") else 0
+    except ValueError as exc:
+        raise invalid(f"pageSize: not an integer: {raw_size!r}", "pageSize") from exc
+    if size < 0 or size > MAX_PAGE_SIZE:
+        raise invalid(f"pageSize: must be within 0..{MAX_PAGE_SIZE}", "pageSize")
+    size = size or DEFAULT_PAGE_SIZE
+    token = req.q("pageToken") or ""
+    start = 0
+    if token:
+        if len(token) > 100:
+            raise invalid("pageToken: longer than 100 characters", "pageToken")
+        try:
+            decoded = base64.urlsafe_b64decode(token.encode("ascii") + b"==").decode("ascii")
+        except (UnicodeError, ValueError, binascii.Error) as exc:
+            raise invalid("pageToken: invalid page token", "pageToken") from exc
+        if not decoded.startswith("after:"):
+            raise invalid("pageToken: invalid page token", "pageToken")
+        after = decoded[len("after:") :]
+        start = next((i for i, item in enumerate(items) if key(item) > after), len(items))
+    page = list(items[start : start + size])
+    more = start + size < len(items)
+    next_token = base64.urlsafe_b64encode(f"after:{key(page[-1])}".encode()).decode().rstrip("=") if more else ""
+    return page, next_token
+
+
+def _subject(req: Request) -> Subject:
+    if req.subject is None:  # the router authenticates first; this guards handler misuse
+        raise ApiError(UNAUTHENTICATED, "Token is invalid or has expired.")
+    return req.subject
+
+
+def _instance(state: EmulatorState, req: Request, instance_id: str | None, field_name: str) -> Instance:
+    iid = check_id(instance_id, field_name)
+    inst = state.instances.get(iid)
+    if inst is None:
+        raise not_found(f"Instance {iid} not found")
+    state.check_folder(_subject(req), inst.folder_id)
+    return inst
+
+
+# --- Cloud Backup: policies ----------------------------------------------------------------------------------
+
+
+def get_policy(state: EmulatorState, req: Request) -> Result:
+    pid = check_id(req.params["policyId"], "policyId")
+    policy = state.policies.get(pid)
+    if policy is None:
+        raise not_found(f"Policy {pid} not found")
+    state.check_folder(_subject(req), policy.folder_id)
+    return 200, state.render_policy(policy)
+
+
+def list_policies(state: EmulatorState, req: Request) -> Result:
+    folder, iid = req.q("folderId"), req.q("computeInstanceId")
+    if (folder is None) == (iid is None):
+        raise invalid("Either Folder ID or Compute Cloud instance ID should be set (exactly one)", "folderId")
+    if folder is not None:
+        check_id(folder, "folderId")
+        state.check_folder(_subject(req), folder)
+        policies = [p for p in state.policies.values() if p.folder_id == folder]
+    else:
+        inst = _instance(state, req, iid, "computeInstanceId")
+        applied = {a.policy_id for a in state.applications.values() if a.compute_instance_id == inst.id}
+        policies = [state.policies[pid] for pid in applied if pid in state.policies]
+    policies.sort(key=lambda p: (p.created_at, p.id))
+    return 200, prune({"policies": [state.render_policy(p) for p in policies]})
+
+
+def list_applications(state: EmulatorState, req: Request) -> Result:
+    pid = req.params["policyId"]
+    folder, iid = req.q("folderId"), req.q("computeInstanceId")
+    show = parse_bool(req.q("showProcessing"), "showProcessing")
+    subject = _subject(req)
+    apps = list(state.applications.values())
+    if pid == "-":
+        # The placeholder `-` lists by folder or by instance: exactly one of the two (the proto's oneof).
+        if (folder is None) == (iid is None):
+            raise invalid("exactly one of folderId, computeInstanceId must be set with policy id '-'", "folderId")
+    else:
+        check_id(pid, "policyId")
+        if folder is not None or iid is not None:
+            raise invalid("exactly one of policyId, folderId, computeInstanceId must be set", "policyId")
+        policy = state.policies.get(pid)
+        if policy is None:
+            raise not_found(f"Policy {pid} not found")
+        state.check_folder(subject, policy.folder_id)
+        apps = [a for a in apps if a.policy_id == pid]
+    if folder is not None:
+        check_id(folder, "folderId")
+        state.check_folder(subject, folder)
+        apps = [a for a in apps if (p := state.policies.get(a.policy_id)) is not None and p.folder_id == folder]
+    if iid is not None:
+        inst = _instance(state, req, iid, "computeInstanceId")
+        apps = [a for a in apps if a.compute_instance_id == inst.id]
+    if not show:
+        apps = [a for a in apps if not a.is_processing]
+    apps.sort(key=lambda a: (a.compute_instance_id, a.created_at, a.policy_id))
+    return 200, prune({"applications": [state.render_application(a) for a in apps]})
+
+
+def policy_action(state: EmulatorState, req: Request) -> Result:
+    """POST /backup/v1/policies/{policyId}:apply|:execute|:revoke with {"computeInstanceId"}."""
+    verb = req.params["verb"]
+    pid = check_id(req.params["policyId"], "policyId")
+    body = req.json_body()
+    unknown = set(body) - {"computeInstanceId", "compute_instance_id"}
+    if unknown:
+        raise invalid(f"unknown field(s) in request body: {', '.join(sorted(unknown))}", sorted(unknown)[0])
+    raw = body.get("computeInstanceId", body.get("compute_instance_id"))
+    if raw is None or raw == "":
+        raise invalid("computeInstanceId: required", "computeInstanceId")
+    iid = check_id(raw, "computeInstanceId")
+    key = req.headers.get("idempotency-key", "").strip() or None
+    if key is not None and len(key) > 256:
+        raise invalid("Idempotency-Key: longer than 256 characters", "Idempotency-Key")
+    fingerprint = f"{verb}|{pid}|{iid}"
+    action = {"execute": state.execute, "apply": state.apply, "revoke": state.revoke}[verb]
+    op = action(_subject(req), pid, iid, key=key, fingerprint=fingerprint)
+    return 200, state.render_operation(op)
+
+
+# --- Cloud Backup: resources ----------------------------------------------------------------------------------
+
+
+def get_resource(state: EmulatorState, req: Request) -> Result:
+    inst = _instance(state, req, req.params["computeInstanceId"], "computeInstanceId")
+    parse_bool(req.q("includeTenantInfo"), "includeTenantInfo")
+    if not inst.registered:
+        raise not_found(f"Resource for instance {inst.id} not found (not registered in Cloud Backup)")
+    return 200, {"resource": state.render_resource(inst)}
+
+
+def list_resources(state: EmulatorState, req: Request) -> Result:
+    folder = req.q("folderId")
+    if not folder:
+        raise invalid("folderId: required", "folderId")
+    check_id(folder, "folderId")
+    state.check_folder(_subject(req), folder)
+    items = sorted((i for i in state.instances.values() if i.folder_id == folder and i.registered), key=lambda i: i.id)
+    page, token = paginate(req, items, key=lambda i: i.id)
+    return 200, prune({"resources": [state.render_resource(i) for i in page], "nextPageToken": token})
+
+
+# --- Operation -------------------------------------------------------------------------------------------------
+
+
+def get_operation(state: EmulatorState, req: Request) -> Result:
+    oid = check_id(req.params["operationId"], "operationId")
+    op = state.get_operation(oid)
+    state.check_folder(_subject(req), op.folder_id)
+    return 200, state.render_operation(op)
+
+
+def cancel_operation(state: EmulatorState, req: Request) -> Result:
+    oid = check_id(req.params["operationId"], "operationId")
+    op = state.cancel(_subject(req), oid)
+    return 200, state.render_operation(op)
+
+
+# --- Compute ---------------------------------------------------------------------------------------------------
+
+
+def get_instance(state: EmulatorState, req: Request) -> Result:
+    inst = _instance(state, req, req.params["instanceId"], "instanceId")
+    view = req.q("view")
+    if view not in (None, "", "BASIC", "FULL", "INSTANCE_VIEW_UNSPECIFIED"):
+        raise invalid(f"view: unknown value {view!r}", "view")
+    return 200, state.render_instance(inst)
+
+
+def list_instances(state: EmulatorState, req: Request) -> Result:
+    folder = req.q("folderId")
+    if not folder:
+        raise invalid("folderId: required", "folderId")
+    check_id(folder, "folderId")
+    state.check_folder(_subject(req), folder)
+    try:
+        match = compile_filter(req.q("filter") or "")
+    except FilterError as exc:
+        raise invalid(f"filter: {exc}", "filter") from exc
+    items = sorted(
+        (i for i in state.instances.values() if i.folder_id == folder and match(state.filter_fields(i))),
+        key=lambda i: i.id,
+    )
+    page, token = paginate(req, items, key=lambda i: i.id)
+    return 200, prune({"instances": [state.render_instance(i) for i in page], "nextPageToken": token})
+
+
+# --- IAM -------------------------------------------------------------------------------------------------------
+
+
+def create_iam_token(state: EmulatorState, req: Request) -> Result:
+    body = req.json_body()
+    has_jwt = "jwt" in body
+    has_oauth = "yandexPassportOauthToken" in body or "yandex_passport_oauth_token" in body
+    if has_jwt == has_oauth:
+        raise invalid("exactly one of jwt, yandexPassportOauthToken must be set", "jwt")
+    if has_oauth:
+        raise ApiError(UNAUTHENTICATED, "OAuth token exchange is not emulated: use a JWT of an authorized key")
+    token, expires_at = state.exchange_jwt(body["jwt"])
+    return 200, {"iamToken": token, "expiresAt": rfc3339(expires_at)}
+
+
+# --- routing ---------------------------------------------------------------------------------------------------
+
+_SEG = r"[^/:]*"
+ROUTES: list[tuple[tuple[str, ...], re.Pattern[str], Handler, bool]] = [
+    # (methods, path, handler, needs auth)
+    (("GET",), re.compile(r"^/backup/v1/policies$"), list_policies, True),
+    (("GET",), re.compile(rf"^/backup/v1/policies/(?P<policyId>{_SEG})$"), get_policy, True),
+    (("GET",), re.compile(rf"^/backup/v1/policies/(?P<policyId>{_SEG})/applications$"), list_applications, True),
+    (
+        ("POST",),
+        re.compile(rf"^/backup/v1/policies/(?P<policyId>{_SEG}):(?P<verb>apply|execute|revoke)$"),
+        policy_action,
+        True,
+    ),
+    (("GET",), re.compile(r"^/backup/v1/resources$"), list_resources, True),
+    (("GET",), re.compile(rf"^/backup/v1/resources/(?P<computeInstanceId>{_SEG})$"), get_resource, True),
+    (("GET",), re.compile(rf"^/operations/(?P<operationId>{_SEG})$"), get_operation, True),
+    # Cancel: the proto says GET, the design guide says POST (reference section 2, [CONFLICT]): accept both.
+    (("GET", "POST"), re.compile(rf"^/operations/(?P<operationId>{_SEG}):cancel$"), cancel_operation, True),
+    (("GET",), re.compile(r"^/compute/v1/instances$"), list_instances, True),
+    (("GET",), re.compile(rf"^/compute/v1/instances/(?P<instanceId>{_SEG})$"), get_instance, True),
+    (("POST",), re.compile(r"^/iam/v1/tokens$"), create_iam_token, False),
+]
+
+
+def dispatch(state: EmulatorState, req: Request) -> Result:
+    path_matched = False
+    for methods, pattern, handler, needs_auth in ROUTES:
+        m = pattern.match(req.path)
+        if m is None:
+            continue
+        path_matched = True
+        if req.method not in methods:
+            continue
+        req.params = m.groupdict()
+        with state.lock:
+            state.settle()
+            if needs_auth:
+                req.subject = state.authenticate(req.headers.get("authorization"))
+            return handler(state, req)
+    if path_matched:
+        raise ApiError(UNIMPLEMENTED, f"Method {req.method} is not supported for {req.path}")
+    raise not_found(f"Unknown path {req.path}")

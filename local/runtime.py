@@ -1,0 +1,171 @@
+"""`make run`: the main job on one machine. Trigger a backup, follow it, print the result event.
+
+By default it plays the whole platform: the Yandex Cloud emulator (a nominal 10-minute backup takes
+about ten seconds), a local SQS-protocol server with the request, follow-up and result queues, the
+trigger (a timer event unless `--event` names another file of events/), and the follow-up
+invocations as their delays come due. `--scenario fail` makes the backup fail, to show a `failed`
+result. With `--cloud real`, the emulator is not started and the function uses the credentials
+and endpoints of the environment (YC_IAM_TOKEN or YC_SERVICE_ACCOUNT_KEY, FOLDER_ID, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTION_DIR = ROOT / "function"
+DEFAULT_EVENT = ROOT / "events" / "yc-timer.json"
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _prepare_path() -> None:
+    if str(FUNCTION_DIR) not in sys.path:
+        sys.path.insert(0, str(FUNCTION_DIR))
+
+
+def sign_http_event(event: dict[str, Any], secret: str) -> dict[str, Any]:
+    """Sign an HTTP sample event's body the way a CI client would (X-Backup-Timestamp/-Signature)."""
+    import base64
+
+    from chatops.signing import sign_webhook
+
+    body = event.get("body") or ""
+    raw = base64.b64decode(body) if event.get("isBase64Encoded") else str(body).encode()
+    signed = dict(event)
+    headers = dict(event.get("headers") or {})
+    headers.update(sign_webhook(secret, raw, int(time.time())))
+    signed["headers"] = headers
+    if "multiValueHeaders" in signed and isinstance(signed["multiValueHeaders"], dict):
+        signed["multiValueHeaders"] = {**signed["multiValueHeaders"], **{k: [v] for k, v in headers.items()}}
+    return signed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="make run", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--event", type=Path, default=DEFAULT_EVENT, help="trigger event file (default: events/yc-timer.json)"
+    )
+    parser.add_argument("--scenario", choices=["success", "fail"], default="success")
+    parser.add_argument("--cloud", choices=["emulator", "real"], default="emulator")
+    parser.add_argument("--backup-minutes", type=float, default=10.0, help="nominal backup duration on the emulator")
+    parser.add_argument("--time-scale", type=float, default=60.0, help="emulator speed-up (60: a minute a second)")
+    parser.add_argument("--timeout", type=float, default=180.0, help="give up after this many real seconds")
+    args = parser.parse_args(argv)
+
+    _prepare_path()
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+    event_path = args.event if args.event.is_absolute() else (Path.cwd() / args.event)
+    if not event_path.exists():
+        _say(f"no such event file: {args.event}")
+        return 2
+    event = json.loads(event_path.read_text())
+    platform_kind = "aws" if event_path.name.startswith("aws-") else "yandex"
+
+    from moto.server import ThreadedMotoServer
+
+    from local.platform import LocalPlatform
+
+    emulator = None
+    if args.cloud == "emulator":
+        from local.emulator import EmulatorConfig, start_emulator
+
+        emulator = start_emulator(EmulatorConfig(port=0, time_scale=args.time_scale))
+        from local.emulator.seed import DEMO_FOLDER_ID, DEMO_INSTANCE_ID
+
+        emulator.state.set_backup(DEMO_INSTANCE_ID, minutes=args.backup_minutes, fail=args.scenario == "fail")
+        os.environ["YC_API_ENDPOINT"] = emulator.url
+        os.environ["YC_IAM_TOKEN"] = emulator.token
+        os.environ.setdefault("FOLDER_ID", DEMO_FOLDER_ID)
+        _say(f"emulator   {emulator.url}  (a {args.backup_minutes:g}-minute backup at {args.time_scale:g}x)")
+
+    sqs_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    sqs_server.start()
+    host, port = sqs_server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    os.environ["AWS_ENDPOINT_URL_SQS"] = endpoint
+    local = LocalPlatform(sqs_endpoint=endpoint, platform=platform_kind)
+    for name in ("requests", "followups", "results"):
+        local.create_queue(name)
+    os.environ["REQUEST_QUEUE_URL"] = local.queues["requests"]
+    os.environ["FOLLOWUP_QUEUE_URL"] = local.queues["followups"]
+    os.environ["RESULT_QUEUE_URL"] = local.queues["results"]
+    # Seconds, not minutes: the emulator's clock runs fast, so the follow-up may look early and often.
+    os.environ.setdefault("FOLLOWUP_FIRST_DELAY_SECONDS", "1")
+    os.environ.setdefault("FOLLOWUP_MIN_DELAY_SECONDS", "1")
+    secret = os.environ.setdefault("WEBHOOK_SECRET", os.urandom(16).hex())
+    _say(f"queues     {endpoint}  (requests, followups, results, each with a dead-letter queue)")
+
+    import app
+
+    if "httpMethod" in event or "requestContext" in event:
+        event = sign_http_event(event, secret)
+
+    try:
+        _say(f"trigger    {event_path.name}")
+        reply = app.trigger_handler(event, _context("trigger"))
+        _say("reply      " + json.dumps(reply, default=str)[:2000])
+        return _follow(local, app, args.timeout)
+    finally:
+        sqs_server.stop()
+        if emulator is not None:
+            emulator.stop()
+
+
+def _context(function: str) -> Any:
+    from local.platform import LocalContext
+
+    return LocalContext(function)
+
+
+def _follow(local: Any, app: Any, timeout: float) -> int:
+    """Run fan-out and follow-up invocations as their messages come due; print progress and results."""
+    deadline = time.monotonic() + timeout
+    results: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        ran = local.deliver("requests", app.trigger_handler, "trigger")
+        peek = local.receive("followups", limit=10)
+        for message in peek:  # show what the follow-up is about to check, then let the platform invoke it
+            ticket = json.loads(message["Body"])
+            samples = ticket.get("progress") or []
+            pct = f"{samples[-1]['percent']:.0f}%" if samples else "not reported yet"
+            _say(
+                f"follow-up  operation {ticket.get('operationId')}  check #{ticket.get('attempt', 0) + 1}  progress {pct}"
+            )
+            local.sqs.change_message_visibility(
+                QueueUrl=local.queues["followups"], ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+        ran = local.deliver("followups", app.followup_handler, "followup") or ran
+        for message in local.drain("results"):
+            result = json.loads(message["Body"])
+            results.append(result)
+            _say("result     " + json.dumps(result, indent=2))
+        if not ran and local.pending("requests") == 0 and local.pending("followups") == 0:
+            if results:
+                statuses = [r.get("data", {}).get("status") for r in results]
+                _say(f"done       {len(results)} result event(s): {', '.join(map(str, statuses))}")
+                return 0
+            _say("done       no backup was started (see the reply above)")
+            return 1
+        time.sleep(0.5)
+    _say("timed out waiting for the result event")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
