@@ -21,12 +21,7 @@ EAGER_BASELINE = (
 HANDLER_IMPORT = "import app\n"
 BARE = "pass\n"
 
-TIMER = (
-    "import time, sys\n"
-    "t0 = time.perf_counter()\n"
-    "{code}"
-    "sys.stdout.write(str(time.perf_counter() - t0))\n"
-)
+TIMER = "import time, sys\nt0 = time.perf_counter()\n{code}sys.stdout.write(str(time.perf_counter() - t0))\n"
 
 
 def _once(code: str) -> float:

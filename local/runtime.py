@@ -77,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     event = json.loads(event_path.read_text())
     platform_kind = "aws" if event_path.name.startswith("aws-") else "yandex"
 
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
 
     from local.platform import LocalPlatform
 
@@ -88,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         emulator = start_emulator(EmulatorConfig(port=0, time_scale=args.time_scale))
         from local.emulator.seed import DEMO_FOLDER_ID, DEMO_INSTANCE_ID
 
-        emulator.state.set_backup(DEMO_INSTANCE_ID, minutes=args.backup_minutes, fail=args.scenario == "fail")
+        emulator.state.set_backup_duration(DEMO_INSTANCE_ID, args.backup_minutes * 60)
+        if args.scenario == "fail":
+            emulator.state.set_failure(DEMO_INSTANCE_ID, at=0.6, message="backup failed: not enough space in the vault")
         os.environ["YC_API_ENDPOINT"] = emulator.url
         os.environ["YC_IAM_TOKEN"] = emulator.token
         os.environ.setdefault("FOLDER_ID", DEMO_FOLDER_ID)
@@ -119,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _say(f"trigger    {event_path.name}")
         reply = app.trigger_handler(event, _context("trigger"))
-        _say("reply      " + json.dumps(reply, default=str)[:2000])
+        _say("reply      " + _describe_reply(reply))
         return _follow(local, app, args.timeout)
     finally:
         sqs_server.stop()
@@ -133,24 +139,47 @@ def _context(function: str) -> Any:
     return LocalContext(function)
 
 
+def _describe_reply(reply: Any) -> str:
+    if isinstance(reply, dict) and "started" in reply:
+        parts = [f"started {len(reply['started'])}"]
+        parts += [f"{key} {len(reply[key])}" for key in ("skipped", "failed", "retryable") if reply.get(key)]
+        if reply.get("fannedOut"):
+            parts.append(f"fanned out {reply['fannedOut']}")
+        ops = ", ".join(f"{s['operationId']} on {s['computeInstanceId']}" for s in reply["started"][:5])
+        return "; ".join(parts) + (f"  ({ops})" if ops else "")
+    if isinstance(reply, dict) and "statusCode" in reply:
+        return f"HTTP {reply['statusCode']} {str(reply.get('body'))[:600]}"
+    return json.dumps(reply, default=str)[:1000]
+
+
+def _watching(handler: Any) -> Any:
+    """The follow-up handler, printing what each ticket it is given is about."""
+
+    def run(event: dict[str, Any], context: Any) -> Any:
+        bodies = [r["body"] for r in event.get("Records", [])] or [
+            m["details"]["message"]["body"] for m in event.get("messages", [])
+        ]
+        for body in bodies:
+            try:
+                ticket = json.loads(body)
+                samples = ticket.get("progress") or []
+                seen = f"last seen at {samples[-1]['percent']:.0f}%" if samples else "first check"
+                _say(f"follow-up  operation {ticket['operationId']}  check #{ticket.get('attempt', 0) + 1}  ({seen})")
+            except (ValueError, KeyError, TypeError):
+                _say("follow-up  (a message that is not a ticket)")
+        return handler(event, context)
+
+    return run
+
+
 def _follow(local: Any, app: Any, timeout: float) -> int:
     """Run fan-out and follow-up invocations as their messages come due; print progress and results."""
     deadline = time.monotonic() + timeout
     results: list[dict[str, Any]] = []
+    followup = _watching(app.followup_handler)
     while time.monotonic() < deadline:
         ran = local.deliver("requests", app.trigger_handler, "trigger")
-        peek = local.receive("followups", limit=10)
-        for message in peek:  # show what the follow-up is about to check, then let the platform invoke it
-            ticket = json.loads(message["Body"])
-            samples = ticket.get("progress") or []
-            pct = f"{samples[-1]['percent']:.0f}%" if samples else "not reported yet"
-            _say(
-                f"follow-up  operation {ticket.get('operationId')}  check #{ticket.get('attempt', 0) + 1}  progress {pct}"
-            )
-            local.sqs.change_message_visibility(
-                QueueUrl=local.queues["followups"], ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
-        ran = local.deliver("followups", app.followup_handler, "followup") or ran
+        ran = local.deliver("followups", followup, "followup") or ran
         for message in local.drain("results"):
             result = json.loads(message["Body"])
             results.append(result)
@@ -160,7 +189,7 @@ def _follow(local: Any, app: Any, timeout: float) -> int:
                 statuses = [r.get("data", {}).get("status") for r in results]
                 _say(f"done       {len(results)} result event(s): {', '.join(map(str, statuses))}")
                 return 0
-            _say("done       no backup was started (see the reply above)")
+            _say("done       no result event (see the reply above)")
             return 1
         time.sleep(0.5)
     _say("timed out waiting for the result event")

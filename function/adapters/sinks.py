@@ -315,9 +315,14 @@ class ChatSink:
         text = chat_text(event)
         if self._response_url_usable(keep=0):
             assert self.reply_to is not None
-            self._send(self.reply_to.response_url, {"text": text, "response_type": self._response_type})
-            self.reply_to.messages_left -= 1
-            return
+            try:
+                self._send(self.reply_to.response_url, {"text": text, "response_type": self._response_type})
+            except SinkSkipped:
+                if not self._fallback:
+                    raise
+            else:
+                self.reply_to.messages_left -= 1
+                return
         if self._fallback:
             self._send(self._fallback, {"text": text})
             return
