@@ -6,7 +6,7 @@ REQUEST_QUEUE_URL (more than FANOUT_THRESHOLD targets), or execute each target (
 `Idempotency-Key`) and hand one `FollowupTicket` per started operation to FOLLOWUP_QUEUE_URL.
 
 Per-target outcomes go into the `StartReport`: started, skipped (opt-out), failed (permanent: the lead emits a
-failed result event for each, `FailedTarget.result_data()` has every field), retryable (transient: ask the queue
+failed result event for each, `FailedTarget.result_event()` builds it), retryable (transient: ask the queue
 to redeliver; the idempotency keys make that safe).
 """
 
@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from backups.models import BackupRequest, CamelModel, FollowupTicket, ReplyTarget, ResultData, ResultError, TriggerInfo
+from backups.models import BackupRequest, CamelModel, FollowupTicket, ReplyTarget, ResultEvent, TriggerInfo
 from backups.ports import Clock, MessageQueue, QueueError, SystemClock
 from backups.resolve import (
     APPLY_HINT,
@@ -35,6 +35,7 @@ from backups.resolve import (
     Target,
     describe_selector,
 )
+from backups.results import failed_start_result, target_key
 from observability import get_logger
 from settings import Settings
 from ycloud.errors import CloudError, code_name
@@ -45,15 +46,6 @@ APPLY_POLL_FIRST = 1.0  # seconds between operations.get polls of an Apply, doub
 APPLY_POLL_MAX = 10.0
 
 Sleeper = Callable[[float], None]
-
-
-def target_key(trigger_id: str, policy_id: str | None, instance_id: str | None, asked: str | None = None) -> str:
-    """`trigger_id|policy_id|instance_id`, or `trigger_id|<target as asked>` when no instance is known.
-
-    A known instance without a known policy (no or several policies applied) uses an empty policy part."""
-    if instance_id:
-        return f"{trigger_id}|{policy_id or ''}|{instance_id}"
-    return f"{trigger_id}|{asked or ''}"
 
 
 def idempotency_key(trigger_id: str, policy_id: str, instance_id: str) -> str:
@@ -108,21 +100,20 @@ class FailedTarget(CamelModel):
     finished_at: datetime
     key: str  # target_key(...): the result event id is uuid5 of it
 
-    def result_data(self) -> ResultData:
-        return ResultData(
-            status="failed",
+    def result_event(self, source: str) -> ResultEvent:
+        """The failed result event for this target (deterministic id: uuid5 of `key`)."""
+        return failed_start_result(
+            self.trigger,
             policy_id=self.policy_id,
             compute_instance_id=self.compute_instance_id,
             instance_name=self.instance_name,
             folder_id=self.folder_id,
             target=self.target,
-            error=ResultError(code=self.code, message=self.message, grpc_code=self.grpc_code),
-            finished_at=self.finished_at,
-            source=self.trigger.source,
-            trigger_id=self.trigger.trigger_id,
-            correlation_id=self.trigger.correlation_id,
-            requested_by=self.trigger.requested_by,
-            reason=self.trigger.reason,
+            code=self.code,
+            message=self.message,
+            grpc_code=self.grpc_code,
+            now=self.finished_at,
+            source=source,
         )
 
 

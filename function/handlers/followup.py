@@ -47,14 +47,21 @@ def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
             failed.append(message.message_id or "")
             continue
         log.append_keys(correlation_id=ticket.trigger.correlation_id or ticket.trigger.trigger_id)
-        outcome = follow(
-            ticket,
-            cloud=cloud,
-            queue=deps.queue,
-            settings=deps.settings,
-            clock=deps.clock,
-            sinks=deps.sinks(ticket.reply_to),
-        )
+        try:
+            outcome = follow(
+                ticket,
+                cloud=cloud,
+                queue=deps.queue,
+                settings=deps.settings,
+                clock=deps.clock,
+                sinks=deps.sinks(ticket.reply_to),
+            )
+        except Exception as exc:
+            # A configuration gap (no FOLLOWUP_QUEUE_URL) or a bug: keep the ticket, let the queue bring it back
+            # (and, if it keeps failing, move it to the dead-letter queue), and say so in the log.
+            log.exception("ticket not checked", extra={"messageId": message.message_id, "error": type(exc).__name__})
+            failed.append(message.message_id or "")
+            continue
         log.info(
             "ticket checked",
             extra={

@@ -100,23 +100,11 @@ def run_request(
 def emit_failed_targets(report: StartReport, deps: Deps, *, reply_to: ReplyTarget | None = None) -> None:
     if not report.failed:
         return
-    from backups.results import emit_result, failed_start_result
+    from backups.results import emit_result
 
     sinks = deps.sinks(reply_to)
     for failed in report.failed:
-        event = failed_start_result(
-            failed.trigger,
-            policy_id=failed.policy_id,
-            compute_instance_id=failed.compute_instance_id,
-            instance_name=failed.instance_name,
-            folder_id=failed.folder_id,
-            target=failed.target,
-            code=failed.code,
-            message=failed.message,
-            grpc_code=failed.grpc_code,
-            now=failed.finished_at,
-            source=deps.settings.result_event_source,
-        )
+        event = failed.result_event(deps.settings.result_event_source)
         emitted = emit_result(event, sinks, deps.settings)
         if not emitted.ok:
             # The result must not be lost: ask for the trigger again (same keys, same event id).

@@ -94,7 +94,7 @@ def test_offline_agent_reported_per_target(emu: Any) -> None:
     assert [s.compute_instance_id for s in report.started] == [INSTANCE_PROD_DB]
     (failed,) = report.failed
     assert (failed.compute_instance_id, failed.code, failed.grpc_code) == (INSTANCE_OFFLINE, "AGENT_OFFLINE", 9)
-    data = failed.result_data()
+    data = failed.result_event("urn:test").data
     assert data.error is not None and "offline" in data.error.message
     assert [e["computeInstanceId"] for e in emu.state.execute_log] == [INSTANCE_PROD_DB]
 

@@ -205,7 +205,7 @@ def test_agent_offline_is_a_failed_target_others_start() -> None:
     (failed,) = report.failed
     assert (failed.code, failed.grpc_code, failed.compute_instance_id) == ("AGENT_OFFLINE", 9, ids[1])
     assert "offline" in failed.message and "yc backup resource get" in failed.message
-    data = failed.result_data()
+    data = failed.result_event("urn:test").data
     assert data.status == "failed" and data.error is not None and data.error.code == "AGENT_OFFLINE"
     assert (data.policy_id, data.compute_instance_id, data.trigger_id, data.source) == (
         pid,
