@@ -23,7 +23,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m local.runtime $(if $(EVENT),--event $(EVENT),) $(if $(SCENARIO),--scenario $(SCENARIO),)
+	$(PY) -m local.runtime $(if $(EVENT),--event $(EVENT),) $(if $(SCENARIO),--scenario $(SCENARIO),) $(if $(CLOUD),--cloud $(CLOUD),)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check function local tests bench scripts

@@ -64,6 +64,12 @@ class Settings(BaseModel):
     chat_allowed_instances: list[str] = Field(default_factory=list, alias="CHAT_ALLOWED_INSTANCES")
     max_body_bytes: int = Field(default=65536, ge=1024, alias="MAX_BODY_BYTES")
 
+    # --- AWS: secrets kept in Secrets Manager, read at run time (cached) when the value itself is not set ---
+    yc_service_account_key_secret_arn: str | None = Field(default=None, alias="YC_SERVICE_ACCOUNT_KEY_SECRET_ARN")
+    webhook_secret_arn: str | None = Field(default=None, alias="WEBHOOK_SECRET_ARN")
+    slack_signing_secret_arn: str | None = Field(default=None, alias="SLACK_SIGNING_SECRET_ARN")
+    secrets_max_age_seconds: int = Field(default=300, ge=0, alias="SECRETS_MAX_AGE_SECONDS")
+
     @field_validator("default_request", "chat_allowed_labels", mode="before")
     @classmethod
     def _json_object(cls, value: Any) -> Any:
@@ -98,11 +104,33 @@ class Settings(BaseModel):
         "webhook_secret",
         "slack_signing_secret",
         "slack_incoming_webhook_url",
+        "yc_service_account_key_secret_arn",
+        "webhook_secret_arn",
+        "slack_signing_secret_arn",
         mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    def with_secrets(self) -> Settings:
+        """Fill the secrets given by ARN (AWS Secrets Manager) through powertools' parameters utility, which
+        caches them for SECRETS_MAX_AGE_SECONDS across warm invocations. A value set directly wins."""
+        pairs = (
+            ("yc_service_account_key", self.yc_service_account_key_secret_arn),
+            ("webhook_secret", self.webhook_secret_arn),
+            ("slack_signing_secret", self.slack_signing_secret_arn),
+        )
+        wanted = {name: arn for name, arn in pairs if arn and getattr(self, name) is None}
+        if not wanted:
+            return self
+        from aws_lambda_powertools.utilities import parameters
+
+        update = {
+            name: SecretStr(str(parameters.get_secret(arn, max_age=self.secrets_max_age_seconds)))
+            for name, arn in wanted.items()
+        }
+        return self.model_copy(update=update)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -44,7 +44,7 @@ class Deps:
 
     @classmethod
     def from_env(cls) -> Deps:
-        return cls(settings=Settings.from_env())
+        return cls(settings=Settings.from_env().with_secrets())
 
     def cloud(self, context: Any) -> CloudApi:
         return self.cloud_factory(self.settings, context)
