@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from backups.followup import ticket_body
 from backups.models import BackupRequest, CamelModel, FollowupTicket, ReplyTarget, ResultEvent, TriggerInfo
 from backups.ports import Clock, MessageQueue, QueueError, SystemClock
 from backups.resolve import (
@@ -505,18 +506,20 @@ def _send_tickets(
         )
         return
     tickets = [
-        FollowupTicket(
-            operation_id=s.operation_id,
-            policy_id=s.policy_id,
-            compute_instance_id=s.compute_instance_id,
-            instance_name=s.instance_name,
-            folder_id=s.folder_id,
-            trigger=trigger,
-            started_at=s.started_at,
-            deadline=s.started_at + timedelta(seconds=settings.followup_deadline_seconds),
-            attempt=0,
-            reply_to=reply_to,
-        ).model_dump_json(by_alias=True, exclude_none=True)
+        ticket_body(
+            FollowupTicket(
+                operation_id=s.operation_id,
+                policy_id=s.policy_id,
+                compute_instance_id=s.compute_instance_id,
+                instance_name=s.instance_name,
+                folder_id=s.folder_id,
+                trigger=trigger,
+                started_at=s.started_at,
+                deadline=s.started_at + timedelta(seconds=settings.followup_deadline_seconds),
+                attempt=0,
+                reply_to=reply_to,
+            )
+        )
         for s in report.started
     ]
     try:
