@@ -215,6 +215,8 @@ def _body_dict(body: Mapping[str, Any] | str | bytes | None) -> dict[str, Any]:
             body = json.loads(body)
         except json.JSONDecodeError as exc:
             raise RequestInvalid(f"the request body is not JSON ({exc.msg} at position {exc.pos})") from None
+        except RecursionError:
+            raise RequestInvalid("the request body is nested too deeply") from None
     if not isinstance(body, Mapping):
         raise RequestInvalid("the request body must be a JSON object")
     return _camel_keys(body)
@@ -244,6 +246,10 @@ def build_request(
     A body with `"kind": "fanout"` is a `FanoutRequest`, accepted only when `allow_fanout` (the caller knows the
     message came from REQUEST_QUEUE_URL); no defaults are merged into it.
     """
+    if isinstance(body, str | bytes | bytearray):
+        size = len(body) if isinstance(body, bytes | bytearray) else len(body.encode("utf-8", "surrogatepass"))
+        if size > settings.max_body_bytes:  # a queue message may be larger than an HTTP body (handlers.trigger)
+            raise RequestInvalid(f"the request body is over the {settings.max_body_bytes}-byte limit (MAX_BODY_BYTES)")
     data = _body_dict(body)
     if data.get("kind") == "fanout":
         if not allow_fanout:
@@ -395,6 +401,8 @@ class Resolver:
         self._policy_apps: dict[str, list[PolicyApplication]] = {}
         self._folder_apps: dict[str, list[PolicyApplication]] = {}
         self._instance_apps: dict[str, list[PolicyApplication]] = {}
+        # listing key -> (the listing, its applications by instance id): matching per instance is then O(1)
+        self._apps_by_instance: dict[str, tuple[list[PolicyApplication], dict[str, list[PolicyApplication]]]] = {}
         self._by_folder_refused = False
 
     # --- cached listings (CloudError propagates; `resolve` classifies it) ---
@@ -439,6 +447,18 @@ class Resolver:
             )
         return self._policy_apps[policy_id]
 
+    def _of_instance(self, key: str, apps: list[PolicyApplication], instance_id: str) -> list[PolicyApplication]:
+        """The applications of one instance in a cached listing, indexed once per listing (a scan per instance
+        would make resolving n instances O(n^2): 1,000 by label is a million comparisons)."""
+        cached = self._apps_by_instance.get(key)
+        if cached is None or cached[0] is not apps:
+            index: dict[str, list[PolicyApplication]] = {}
+            for app in apps:
+                index.setdefault(app.compute_instance_id, []).append(app)
+            cached = (apps, index)
+            self._apps_by_instance[key] = cached
+        return list(cached[1].get(instance_id, ()))
+
     def applications_of_instance(self, instance: Instance) -> list[PolicyApplication]:
         folder = instance.folder_id
         if folder and not self._by_folder_refused:
@@ -454,7 +474,7 @@ class Resolver:
                         extra={"folderId": folder, "error": exc.name},
                     )
             if folder in self._folder_apps:
-                return [a for a in self._folder_apps[folder] if a.compute_instance_id == instance.id]
+                return self._of_instance(f"folder:{folder}", self._folder_apps[folder], instance.id)
         if instance.id not in self._instance_apps:
             self._instance_apps[instance.id] = self.cloud.backup_policies.list_applications(
                 compute_instance_id=instance.id
@@ -668,7 +688,7 @@ class Resolver:
                 if exc.name == "NOT_FOUND":
                     raise NothingMatched(f"backup policy {pid} not found", cloud_error=exc) from None
                 raise _request_error(exc, f"listing applications of backup policy {pid}") from None
-            mine = [a for a in apps if a.compute_instance_id == inst.id]
+            mine = self._of_instance(f"policy:{pid}", apps, inst.id)
             label = pname or pid
             if any(not a.is_processing for a in mine):
                 needs_apply = False

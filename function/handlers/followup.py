@@ -22,6 +22,7 @@ def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
 
     deps = deps or Deps.from_env()
     log = get_logger()
+    log.clear_state()  # keys appended by the previous (warm) invocation must not label this one's lines
     try:
         # Tickets may be larger than a request (progress samples, a reply target): allow the queue's own limit.
         invocation = parse_event(event, context, max_body_bytes=256 * 1024)

@@ -83,7 +83,8 @@ def handle_http(invocation: Invocation, context: Any, deps: Deps) -> dict[str, A
 
     trigger = TriggerInfo(source=invocation.source, trigger_id=trigger_id)
     try:
-        report = run_request(body, trigger, context, deps)
+        # A request-level problem is answered with the 4xx itself: no failed result event (handlers.trigger).
+        report = run_request(body, trigger, context, deps, report_request_failure=False)
     except StartError as exc:
         log.warning("request not started", extra={"code": exc.code, "error": exc.message})
         headers = {"Retry-After": "30"} if exc.http_status == 503 else {}

@@ -107,7 +107,17 @@ def _backup(command: Any, slash: Any, context: Any, deps: Deps) -> dict[str, Any
             check_chat_allowed(
                 deps.settings, target.folder_id, (target.compute_instance_id, target.instance_name, labels)
             )
-        report = run_request(body, trigger, context, deps, reply_to=reply_to, resolver=resolver, cloud=cloud)
+        # A request-level problem is the command's own answer below; only targets get result events.
+        report = run_request(
+            body,
+            trigger,
+            context,
+            deps,
+            reply_to=reply_to,
+            resolver=resolver,
+            cloud=cloud,
+            report_request_failure=False,
+        )
     except Forbidden as exc:
         log.warning("chat backup refused by the allowlist", extra={"reason": str(exc)})
         return reply_error(str(exc), instance=command.instance)

@@ -22,7 +22,9 @@ from backups.start import StartReport, start_backups
 from handlers.deps import Deps
 from observability import get_logger
 from triggers.detect import parse_event
-from triggers.model import InboundMessage, Invocation, TriggerError
+from triggers.model import BodyTooLarge, InboundMessage, Invocation, TriggerError
+
+QUEUE_MAX_BODY_BYTES = 256 * 1024  # the SQS / Message Queue message size limit
 
 
 class RedeliveryRequested(RuntimeError):
@@ -32,8 +34,9 @@ class RedeliveryRequested(RuntimeError):
 def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
     deps = deps or Deps.from_env()
     log = get_logger()
+    log.clear_state()  # keys appended by the previous (warm) invocation must not label this one's lines
     try:
-        invocation = parse_event(event, context, max_body_bytes=deps.settings.max_body_bytes)
+        invocation = _parse(event, context, deps)
     except TriggerError as exc:
         log.error("event refused", extra={"code": exc.code, "error": str(exc), "source": exc.source})
         if exc.kind == "http":
@@ -52,6 +55,19 @@ def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
     return _handle_one(invocation, invocation.messages[0], context, deps)
 
 
+def _parse(event: Any, context: Any, deps: Deps) -> Invocation:
+    try:
+        return parse_event(event, context, max_body_bytes=deps.settings.max_body_bytes)
+    except BodyTooLarge:
+        # One oversized message must not refuse a whole queue batch: the platform would delete its siblings
+        # unprocessed (no backup, no result). Read the batch with the queue's own limit instead; build_request
+        # then refuses that message alone, with a failed result, like any other unreadable body.
+        invocation = parse_event(event, context, max_body_bytes=QUEUE_MAX_BODY_BYTES)
+        if invocation.kind != "queue":
+            raise
+        return invocation
+
+
 def _trigger(invocation: Invocation, message: InboundMessage) -> TriggerInfo:
     return TriggerInfo(source=invocation.source, trigger_id=message.trigger_id)
 
@@ -66,11 +82,13 @@ def run_request(
     reply_to: ReplyTarget | None = None,
     resolver: Any = None,
     cloud: Any = None,
+    report_request_failure: bool = True,
 ) -> StartReport:
     """Build, resolve and start one request; emit a failed result for each target that cannot start.
 
-    Raises StartError for request-level problems (after emitting the failed result when the request named a
-    target), and CloudUnavailable / HandOffFailed for transient ones.
+    Raises StartError for request-level problems (after emitting the failed result, unless
+    `report_request_failure` is False: HTTP callers get the 4xx directly), and CloudUnavailable / HandOffFailed
+    for transient ones.
     """
     log = get_logger()
     correlation = trigger.correlation_id or trigger.trigger_id
@@ -91,7 +109,8 @@ def run_request(
     except (CloudUnavailable, HandOffFailed):
         raise
     except StartError as exc:
-        emit_request_failure(exc, trigger, request, deps, reply_to=reply_to)
+        if report_request_failure:
+            emit_request_failure(exc, trigger, request, deps, reply_to=reply_to)
         raise
     emit_failed_targets(report, deps, reply_to=reply_to)
     return report

@@ -172,6 +172,9 @@ def json_reply(status: int, payload: Mapping[str, Any], headers: Mapping[str, st
     out_headers = {name: value for name, value in SECURITY_HEADERS.items() if name.lower() not in overridden}
     out_headers.update(extra)
     body = json.dumps(payload, ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=_json_default)
+    # HTML-safe JSON: input echoed in a reply (a reason, a name) never reaches the caller as markup. Outside
+    # strings JSON has no <, > or &, so the \u escapes change no value.
+    body = body.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return {"statusCode": status, "headers": out_headers, "body": body, "isBase64Encoded": False}
 
 

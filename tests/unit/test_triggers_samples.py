@@ -40,7 +40,7 @@ OURS = {
         None,
     ),
     "yc-http.json": ("yc.http", "yandex", "http", "daf60d95-007e-44d3-8d06-1dfdd83f0ce0", None, "/"),
-    "yc-api-gateway.json": ("yc.api-gateway", "yandex", "http", "nightly-2026-09-01", None, "/backups"),
+    "yc-api-gateway.json": ("yc.api-gateway", "yandex", "http", "nightly-2026-09-01", None, "/backup"),
     "aws-eventbridge-schedule.json": (
         "aws.eventbridge",
         "aws",
@@ -71,9 +71,9 @@ OURS = {
         "http",
         "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
         None,
-        "/backups",
+        "/backup",
     ),
-    "aws-http-api.json": ("aws.http-api", "aws", "http", "nightly-2026-09-01-http-api", None, "/backups"),
+    "aws-http-api.json": ("aws.http-api", "aws", "http", "nightly-2026-09-01-http-api", None, "/backup"),
     "aws-function-url.json": ("aws.function-url", "aws", "http", "2a5e8f7c-93b4-4c0d-8d1e-6f2b7c9a1e44", None, "/"),
 }
 
