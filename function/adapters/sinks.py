@@ -119,9 +119,15 @@ def verify_signature(
 
 
 def is_slack_url(url: str) -> bool:
-    """Only `https://hooks.slack.com/...` (default port) is ever posted to by the chat sink."""
-    parts = urlsplit(url)
-    return parts.scheme == "https" and parts.hostname == SLACK_HOST and parts.port in (None, 443)
+    """Only `https://hooks.slack.com/...` (default port) is ever posted to by the chat sink: the same check the
+    Slack command's `response_url` passes when it comes in (chatops.slack.check_response_url)."""
+    from chatops.slack import UnsafeUrl, check_response_url
+
+    try:
+        check_response_url(url, allow_hosts=(SLACK_HOST,))
+    except UnsafeUrl:
+        return False
+    return True
 
 
 def _host(url: str) -> str:
