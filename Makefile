@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check function local tests bench scripts
 
 types: $(STAMP)
-	$(VENV)/bin/mypy function local scripts
+	$(VENV)/bin/mypy function local scripts bench
 
 test: lint types
 	$(VENV)/bin/pytest -q

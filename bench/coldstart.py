@@ -92,7 +92,7 @@ def measure(runs: int = 7) -> dict[str, Any]:
         cases[name] = {
             "median_ms": round(statistics.median(r["s"] for r in runs_of) * 1000.0, 1),
             "all_ms": [round(r["s"] * 1000.0, 1) for r in runs_of],
-            "maxrss_mb": round(mid["rss_kb"] / 1024.0, 1),
+            "peak_rss_mb": round(mid["rss_kb"] / 1024.0, 1),
             "modules": mid["modules"],
         }
     baseline = cases["eager_baseline"]["median_ms"]

@@ -1,0 +1,179 @@
+"""Poll economy: how many Operation.Get calls a backup costs, and how late its end is noticed.
+
+Two measurements of the same schedule (`backups.schedule.next_delay`, default settings: first check at 30 s,
+delays 10..900 s):
+- `simulated()`: `backups.schedule.simulate_polls` for every progress mode it supports and three durations
+  (noisy: the worst of `noisy_seeds` seeds, as the schedule's docstring reports it);
+- `on_emulator()`: the real follow-up (`backups.followup.follow`) against the emulator through the real client,
+  with a manual clock moved by each delay the follow-up chose, so a 2-hour backup takes well under a second.
+  It counts the Operation.Get calls in the emulator's call log, not in our own loop.
+
+Goals (issue "follow-up"): at most 12 polls for a 2-hour backup, and the end noticed within 10% of the duration.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+DURATIONS: dict[str, int] = {"1 min": 60, "10 min": 600, "2 h": 7200}
+MAX_POLLS_2H = 12
+MAX_LAG_SHARE = 0.10
+FOLLOWUP_QUEUE = "https://queue.local/followups"  # never contacted: the bench passes its own queue
+
+
+def _settings(**env: str) -> Any:
+    from settings import Settings
+
+    return Settings.model_validate({"FOLLOWUP_QUEUE_URL": FOLLOWUP_QUEUE, **env})
+
+
+def judge(duration_s: int, polls: int, lag_s: float) -> bool:
+    """The goals for one backup: the lag always; the poll budget for the 2-hour case."""
+    lag_ok = math.isfinite(lag_s) and lag_s <= MAX_LAG_SHARE * duration_s
+    polls_ok = polls <= MAX_POLLS_2H if duration_s >= DURATIONS["2 h"] else True
+    return lag_ok and polls_ok
+
+
+def simulated(noisy_seeds: int = 30) -> list[dict[str, Any]]:
+    from backups.schedule import PROGRESS_MODES, simulate_polls
+
+    settings = _settings()
+    rows = []
+    for mode in PROGRESS_MODES:
+        for label, duration in DURATIONS.items():
+            seeds = range(noisy_seeds) if mode == "noisy" else range(1)
+            results = [simulate_polls(duration, mode, settings, seed=seed) for seed in seeds]
+            polls = max(p for p, _ in results)
+            lag = max(lag for _, lag in results)
+            rows.append(
+                {
+                    "mode": mode,
+                    "duration": label,
+                    "duration_s": duration,
+                    "polls": polls,
+                    "lag_s": round(lag, 1),
+                    "lag_share": round(lag / duration, 4) if math.isfinite(lag) else None,
+                    "seeds": len(seeds),
+                    "pass": judge(duration, polls, lag),
+                }
+            )
+    return rows
+
+
+class _EmulatorClock:
+    """The function's Clock reading the emulator's manual clock (both sides agree on `now`)."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+
+class _Queue:
+    """Keeps what the follow-up sends back (the ticket is also in the outcome)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int]] = []
+
+    def send(self, queue_url: str, body: str, *, delay_seconds: int = 0) -> str:
+        self.sent.append((body, delay_seconds))
+        return str(len(self.sent))
+
+    def send_many(self, queue_url: str, bodies: Sequence[str], *, delay_seconds: int = 0) -> list[str]:
+        return [self.send(queue_url, body, delay_seconds=delay_seconds) for body in bodies]
+
+
+class _Sink:
+    name = "bench"
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def emit(self, event: Any) -> None:
+        self.events.append(event)
+
+
+def follow_on_emulator(duration_s: int, progress_mode: str = "number", max_polls: int = 200) -> dict[str, Any]:
+    """Start one backup of `duration_s` on a fresh emulator and follow it to its end; polls, lag, status."""
+    from backups.followup import follow
+    from backups.models import FollowupTicket, TriggerInfo
+    from backups.schedule import first_delay
+    from local.emulator import EmulatorConfig, ManualClock, start_emulator
+    from local.emulator.seed import INSTANCE_PROD_DB, POLICY_DAILY
+    from ycloud.client import YandexCloud
+
+    clock = ManualClock()
+    config = EmulatorConfig(host="127.0.0.1", port=0, clock=clock, progress_mode=progress_mode)
+    with start_emulator(config) as emu:
+        emu.state.set_backup_duration(INSTANCE_PROD_DB, float(duration_s))
+        settings = _settings(YC_API_ENDPOINT=emu.url, YC_IAM_TOKEN=emu.token)
+        cloud = YandexCloud.from_settings(settings)
+        fn_clock = _EmulatorClock(clock)
+        operation = cloud.backup_policies.execute(POLICY_DAILY, INSTANCE_PROD_DB, idempotency_key=str(uuid.uuid4()))
+        started = clock()
+        ticket = FollowupTicket(
+            operation_id=operation.id,
+            policy_id=POLICY_DAILY,
+            compute_instance_id=INSTANCE_PROD_DB,
+            trigger=TriggerInfo(source="bench", trigger_id=f"bench-polls-{duration_s}"),
+            started_at=fn_clock.now(),
+            deadline=fn_clock.now() + timedelta(seconds=settings.followup_deadline_seconds),
+        )
+        queue, sink = _Queue(), _Sink()
+        emu.state.clear_logs()
+        clock.advance(first_delay(settings))
+        status, loops = "not finished", 0
+        for loops in range(1, max_polls + 1):  # noqa: B007  (the count is the result)
+            outcome = follow(ticket, cloud=cloud, queue=queue, settings=settings, clock=fn_clock, sinks=[sink])
+            if outcome.action == "finished":
+                status = outcome.event.data.status if outcome.event is not None else "finished"
+                break
+            if outcome.action != "rescheduled" or outcome.delay_seconds is None:
+                status = f"unexpected {outcome.action}: {outcome.reason}"
+                break
+            ticket = outcome.ticket
+            clock.advance(outcome.delay_seconds)
+        lag = clock() - started - duration_s
+        gets = sum(1 for c in emu.state.call_log if c["path"].startswith("/operations/"))
+    return {
+        "progress_mode": progress_mode,
+        "duration_s": duration_s,
+        "polls": gets,
+        "follow_calls": loops,
+        "lag_s": round(lag, 1),
+        "lag_share": round(lag / duration_s, 4),
+        "status": status,
+        "results_emitted": len(sink.events),
+    }
+
+
+def on_emulator(modes: Sequence[tuple[str, str]] = (("number", "linear"), ("none", "none"))) -> list[dict[str, Any]]:
+    """For each (emulator progress mode, the simulator mode it corresponds to) and duration: emulator vs sim."""
+    from backups.schedule import simulate_polls
+
+    settings = _settings()
+    rows = []
+    for emu_mode, sim_mode in modes:
+        for label, duration in DURATIONS.items():
+            row = follow_on_emulator(duration, emu_mode)
+            sim_polls, sim_lag = simulate_polls(duration, sim_mode, settings)
+            row.update(
+                {
+                    "duration": label,
+                    "simulator_mode": sim_mode,
+                    "simulator_polls": sim_polls,
+                    "simulator_lag_s": round(sim_lag, 1),
+                    "pass": row["status"] == "succeeded" and judge(duration, row["polls"], row["lag_s"]),
+                }
+            )
+            rows.append(row)
+    return rows
+
+
+def measure() -> dict[str, Any]:
+    return {"simulated": simulated(), "emulator": on_emulator()}

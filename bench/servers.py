@@ -1,0 +1,165 @@
+"""What the benchmarks run against, hosted by the parent process: the emulator, moto's SQS and the SQS stub.
+
+The function runs in worker processes (bench.worker), so its CPU time and the servers' never share one GIL;
+the parent passes the URLs in the worker's environment. Every server listens on 127.0.0.1 and is stopped when
+the `with BenchServers()` block ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTION_DIR = ROOT / "function"
+TIME_SCALE = 1_000_000.0
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A seeded folder of `count` running instances labelled backup=daily, one policy applied to all."""
+
+    count: int
+    folder_id: str
+    policy_id: str
+
+    def payload(self) -> dict[str, Any]:
+        """The request that selects every instance of the folder by label."""
+        return {"instanceLabels": {"backup": "daily"}, "folderId": self.folder_id, "policyId": self.policy_id}
+
+
+@dataclass
+class BenchServers:
+    sizes: tuple[int, ...] = (1, 10, 100, 1000)
+    folders: dict[int, Folder] = field(default_factory=dict)
+    queues: dict[str, str] = field(default_factory=dict)
+    emulator: Any = None
+    moto: Any = None
+    moto_url: str = ""
+    moto_sqs: Any = None
+    stub: Any = None
+
+    def __enter__(self) -> BenchServers:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _start(self) -> None:
+        from local.emulator import EmulatorConfig, start_emulator
+        from local.emulator.seed import create_large_folder, large_folder_policy_id
+
+        # Backups end about a millisecond after they start (a 10-minute nominal backup at a million times real
+        # time): the next invocation's Execute is never refused as "already running", and the emulator's own
+        # per-request bookkeeping (it scans the operations still running on every call) stays small, so its CPU
+        # time is not what the throughput figures measure. The trigger path never polls an operation.
+        self.emulator = start_emulator(EmulatorConfig(host="127.0.0.1", port=0, time_scale=TIME_SCALE))
+        for n in self.sizes:
+            folder_id = f"b1gbenchn{n:011d}"
+            create_large_folder(self.emulator.state, folder_id, n, id_prefix=f"fhmb{n}x")
+            self.folders[n] = Folder(n, folder_id, large_folder_policy_id(folder_id))
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.moto.start()
+        host, port = self.moto.get_host_and_port()
+        self.moto_url = f"http://{host}:{port}"
+        import boto3
+
+        self.moto_sqs = boto3.client(
+            "sqs", endpoint_url=self.moto_url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
+        for name in ("followups", "requests"):
+            url = self.moto_sqs.create_queue(QueueName=f"bench-{name}-{os.getpid()}")["QueueUrl"]
+            self.queues[f"moto:{name}"] = url
+
+        from bench.sqs_stub import SqsStub
+
+        self.stub = SqsStub().start()
+        for name in ("followups", "requests"):
+            self.queues[f"stub:{name}"] = self.stub.create_queue(f"bench-{name}")
+
+    def stop(self) -> None:
+        for server, stop in ((self.stub, "stop"), (self.moto, "stop"), (self.emulator, "stop")):
+            if server is not None:
+                try:
+                    getattr(server, stop)()
+                except Exception as exc:  # keep stopping the others
+                    print(f"bench: could not stop {type(server).__name__}: {exc}", file=sys.stderr)
+        self.stub = self.moto = self.emulator = None
+
+    def next_day(self) -> None:
+        """Every backup started so far is done (the next Execute of the same instance is not refused)."""
+        self.emulator.state.advance_clock(86400.0)
+        self.emulator.state.clear_logs()
+
+    def queue_depth(self, sqs: str, name: str) -> int:
+        """Messages on one of the bench queues, as the queue itself counts them."""
+        url = self.queues[f"{sqs}:{name}"]
+        if sqs == "stub":
+            return self.stub.queue(url).messages
+        attrs = self.moto_sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+        return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+    # --- workers ---------------------------------------------------------------------------------------------
+
+    def env(self, sqs: str = "moto", **extra: str) -> dict[str, str]:
+        """A clean environment for a worker: the servers' URLs, fake AWS credentials, no user configuration."""
+        from local.emulator.seed import DEMO_FOLDER_ID
+
+        sqs_url = self.moto_url if sqs == "moto" else self.stub.url
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": f"{FUNCTION_DIR}{os.pathsep}{ROOT}",
+            "LANG": "C.UTF-8",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ENDPOINT_URL_SQS": sqs_url,
+            "YC_API_ENDPOINT": self.emulator.url,
+            "YC_IAM_TOKEN": self.emulator.token,
+            "FOLDER_ID": DEMO_FOLDER_ID,
+            "FOLLOWUP_QUEUE_URL": self.queues[f"{sqs}:followups"],
+        }
+        env.update(extra)
+        return env
+
+    def spawn(self, scenario: str, spec: dict[str, Any], env: dict[str, str], timeout: float = 240.0) -> dict[str, Any]:
+        """Run one bench.worker scenario in a fresh process; its figures (JSON)."""
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+            spec_path = Path(tmp) / "spec.json"
+            out_path = Path(tmp) / "out.json"
+            spec_path.write_text(json.dumps(spec))
+            env = {**env, "BENCH_SPAWN_TIME": repr(time.time())}
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.worker", scenario, str(spec_path), str(out_path)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,  # the function's log lines (INFO, as deployed)
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            if done.returncode != 0 or not out_path.exists():
+                raise RuntimeError(f"bench worker {scenario!r} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+            result: dict[str, Any] = json.loads(out_path.read_text())
+            return result
