@@ -97,27 +97,10 @@ class BackupRequest(CamelModel):
         return kinds
 
 
-TriggerSource = Literal[
-    "yc.timer",
-    "yc.message-queue",
-    "yc.http",
-    "yc.api-gateway",
-    "aws.eventbridge",
-    "aws.scheduler",
-    "aws.sqs",
-    "aws.api-gateway-rest",
-    "aws.http-api",
-    "aws.function-url",
-    "direct",
-    "slack",
-    "fanout",
-]
-
-
 class TriggerInfo(CamelModel):
     """Who asked and through what: carried from the trigger to the ticket and into the result event."""
 
-    source: str  # one of TriggerSource (kept as str so older tickets with new sources still parse)
+    source: str  # triggers.model.Source, or "slack" (kept as str so older tickets with new sources still parse)
     trigger_id: str  # the trigger's own identity: timer event id, message id, HTTP idempotency/request id
     correlation_id: str | None = None
     requested_by: str | None = None

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from triggers import _fields as f
-from triggers.http import build_http
+from triggers.http import build_http, v1_proxy_request
 from triggers.model import InboundMessage, Invocation, MalformedEvent
 
 SCHEDULER_KEYS = frozenset({"scheduler", "request"})
@@ -124,21 +124,7 @@ def parse_scheduler(event: Mapping[str, Any], context: Any, max_body_bytes: int)
 
 
 def parse_rest_v1(event: Mapping[str, Any], context: Any, max_body_bytes: int) -> Invocation:
-    request_context = f.opt_obj(event.get("requestContext"), "requestContext")
-    identity = f.opt_obj(request_context.get("identity"), "requestContext.identity")
-    request, message = build_http(
-        method=event.get("httpMethod"),
-        path=event.get("path"),
-        headers=event.get("headers"),
-        query=event.get("queryStringParameters"),
-        body=event.get("body"),
-        is_base64=event.get("isBase64Encoded"),
-        source_ip=identity.get("sourceIp"),
-        request_id=request_context.get("requestId"),
-        received=request_context.get("requestTimeEpoch"),
-        context=context,
-        max_body_bytes=max_body_bytes,
-    )
+    request, message = v1_proxy_request(event, context, max_body_bytes, path=event.get("path"))
     return Invocation(source="aws.api-gateway-rest", platform="aws", kind="http", messages=[message], http=request)
 
 

@@ -101,6 +101,27 @@ def build_http(
     return request, message
 
 
+def v1_proxy_request(
+    event: Mapping[str, Any], context: Any, max_body_bytes: int, *, path: Any
+) -> tuple[HttpRequest, InboundMessage]:
+    """The proxy shape (payload format 1.0) that AWS API Gateway REST and Yandex Cloud Functions HTTP calls share."""
+    request_context = f.opt_obj(event.get("requestContext"), "requestContext")
+    identity = f.opt_obj(request_context.get("identity"), "requestContext.identity")
+    return build_http(
+        method=event.get("httpMethod"),
+        path=path,
+        headers=event.get("headers"),
+        query=event.get("queryStringParameters"),
+        body=event.get("body"),
+        is_base64=event.get("isBase64Encoded"),
+        source_ip=identity.get("sourceIp"),
+        request_id=request_context.get("requestId"),
+        received=request_context.get("requestTimeEpoch"),
+        context=context,
+        max_body_bytes=max_body_bytes,
+    )
+
+
 def _media_type(content_type: str) -> tuple[str, dict[str, str]]:
     media, _, rest = content_type.partition(";")
     params: dict[str, str] = {}

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Platform = Literal["yandex", "aws", "direct"]
 Kind = Literal["schedule", "queue", "http", "direct"]
-# The subset of backups.models.TriggerSource that an event envelope can carry.
+# Where an invocation came from (a Slack command is a `yc.*`/`aws.*` HTTP source whose trigger says "slack").
 Source = Literal[
     "yc.timer",
     "yc.message-queue",

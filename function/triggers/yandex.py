@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from triggers import _fields as f
-from triggers.http import build_http
+from triggers.http import v1_proxy_request
 from triggers.model import InboundMessage, Invocation, MalformedEvent, UnrecognisedEvent
 
 TIMER_TYPE = "yandex.cloud.events.serverless.triggers.TimerMessage"
@@ -120,20 +120,6 @@ def _gateway_path(event: Mapping[str, Any]) -> Any:
 
 def parse_http(event: Mapping[str, Any], context: Any, max_body_bytes: int, *, gateway: bool) -> Invocation:
     """A direct HTTP call (`gateway=False`, path "/") or an API Gateway call (`gateway=True`)."""
-    request_context = f.opt_obj(event.get("requestContext"), "requestContext")
-    identity = f.opt_obj(request_context.get("identity"), "requestContext.identity")
-    request, message = build_http(
-        method=event.get("httpMethod"),
-        path=_gateway_path(event) if gateway else None,
-        headers=event.get("headers"),
-        query=event.get("queryStringParameters"),
-        body=event.get("body"),
-        is_base64=event.get("isBase64Encoded"),
-        source_ip=identity.get("sourceIp"),
-        request_id=request_context.get("requestId"),
-        received=request_context.get("requestTimeEpoch"),
-        context=context,
-        max_body_bytes=max_body_bytes,
-    )
+    request, message = v1_proxy_request(event, context, max_body_bytes, path=_gateway_path(event) if gateway else None)
     source = "yc.api-gateway" if gateway else "yc.http"
     return Invocation(source=source, platform="yandex", kind="http", messages=[message], http=request)
