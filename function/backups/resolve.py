@@ -102,7 +102,7 @@ class StartError(Exception):
         self.cloud_error = cloud_error
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message}
+        return {"code": self.code, "message": self.message}
 
 
 class RequestInvalid(StartError):
