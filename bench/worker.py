@@ -379,10 +379,9 @@ def load(spec: dict[str, Any]) -> dict[str, Any]:
     out["per_target"] = per_target
 
     throughput = []
-    latency = float(spec["latency_s"])
-    set_latency(latency)
     try:
-        for concurrency in spec["concurrency"]:
+        for latency, concurrency in spec["throughput_cases"]:
+            set_latency(float(latency))
             runs: list[dict[str, Any]] = []
             for _ in range(int(spec["throughput_runs"])):
                 observed.queue.seconds = 0.0
