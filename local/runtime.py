@@ -148,7 +148,11 @@ def _describe_reply(reply: Any) -> str:
         ops = ", ".join(f"{s['operationId']} on {s['computeInstanceId']}" for s in reply["started"][:5])
         return "; ".join(parts) + (f"  ({ops})" if ops else "")
     if isinstance(reply, dict) and "statusCode" in reply:
-        return f"HTTP {reply['statusCode']} {str(reply.get('body'))[:600]}"
+        try:
+            body = json.loads(reply.get("body") or "{}")
+        except ValueError:
+            body = reply.get("body")
+        return f"HTTP {reply['statusCode']}  " + (_describe_reply(body) if "started" in body else str(body)[:600])
     return json.dumps(reply, default=str)[:1000]
 
 
