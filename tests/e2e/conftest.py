@@ -21,12 +21,10 @@ import contextlib
 import copy
 import hashlib
 import hmac
-import http.server
 import io
 import json
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +38,7 @@ import pytest
 from local.emulator import EmulatorConfig, start_emulator
 from local.emulator.seed import DEMO_FOLDER_ID
 from local.platform import LocalContext, LocalPlatform
+from tests.receivers import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -191,47 +190,6 @@ def reply_json(reply: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- local HTTP receivers (webhook sink, Slack response_url) ----------------------------------------------
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class Receiver:
-    """A loopback HTTP server that records every POST and answers `status` (200 by default)."""
-
-    def __init__(self) -> None:
-        self.requests: list[Received] = []
-        self.status = 200
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                owner.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(owner.status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture()

@@ -4,10 +4,8 @@ verifies the signature, Slack response_url stand-in; the failures-only filter; n
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +29,7 @@ from backups.ports import SinkError
 from backups.results import result_from_operation, timed_out_result
 from settings import Settings
 from tests.conftest import drain
+from tests.receivers import Receiver
 from ycloud.models import Operation, Status
 
 SECRET = "whsec-0123456789abcdef"
@@ -63,46 +62,6 @@ def failed() -> ResultEvent:
 
 
 # --- a loopback HTTP receiver ------------------------------------------------------------------------------
-
-
-class Receiver:
-    """Records every POST; answers with the scripted statuses, then 200."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.statuses: list[int] = []
-        self.always: int | None = None
-        self._lock = threading.Lock()
-
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                with receiver._lock:
-                    receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                    status = receiver.always or (receiver.statuses.pop(0) if receiver.statuses else 200)
-                payload = b"ok" if status == 200 else b"nope"
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture()
@@ -176,20 +135,20 @@ def test_webhook_posts_a_signed_cloudevent_the_receiver_verifies(receiver):
     event = failed()
     WebhookSink(receiver.url + "/hook", SECRET).emit(event)
     [req] = receiver.requests
-    headers = {k.lower(): v for k, v in req["headers"].items()}
+    headers = req.headers
     assert headers["content-type"] == CLOUDEVENTS_JSON
     assert headers["x-signature"].startswith("v1=")
-    assert verify_signature(SECRET, headers["x-signature-timestamp"], req["body"], headers["x-signature"])
-    assert not verify_signature("other-secret", headers["x-signature-timestamp"], req["body"], headers["x-signature"])
-    assert not verify_signature(SECRET, headers["x-signature-timestamp"], req["body"] + b" ", headers["x-signature"])
+    assert verify_signature(SECRET, headers["x-signature-timestamp"], req.body, headers["x-signature"])
+    assert not verify_signature("other-secret", headers["x-signature-timestamp"], req.body, headers["x-signature"])
+    assert not verify_signature(SECRET, headers["x-signature-timestamp"], req.body + b" ", headers["x-signature"])
     stale = str(int(headers["x-signature-timestamp"]) - 3600)
-    assert not verify_signature(SECRET, stale, req["body"], headers["x-signature"])
-    assert json.loads(req["body"]) == event.to_json_dict()
+    assert not verify_signature(SECRET, stale, req.body, headers["x-signature"])
+    assert json.loads(req.body) == event.to_json_dict()
 
 
 def test_webhook_without_a_secret_is_unsigned(receiver):
     WebhookSink(receiver.url, None).emit(failed())
-    headers = {k.lower() for k in receiver.requests[0]["headers"]}
+    headers = set(receiver.requests[0].headers)
     assert "x-signature" not in headers and "x-signature-timestamp" not in headers
 
 
@@ -197,7 +156,7 @@ def test_webhook_500_twice_then_200_is_delivered_once_retried(receiver):
     receiver.statuses = [500, 500]
     WebhookSink(receiver.url, SECRET, max_attempts=3).emit(failed())
     assert len(receiver.requests) == 3
-    bodies = {r["body"] for r in receiver.requests}
+    bodies = {r.body for r in receiver.requests}
     assert len(bodies) == 1  # the same event each time
 
 
@@ -209,7 +168,7 @@ def test_webhook_always_500_is_reported_failed_without_secrets(receiver, logger)
     assert report.failed.keys() == {"webhook"}
     assert "HTTP 500" in report.failed["webhook"]
     assert len(receiver.requests) == settings.sink_max_attempts
-    signature = receiver.requests[0]["headers"]["X-Signature"]
+    signature = receiver.requests[0].headers["x-signature"]
     for text in (report.failed["webhook"], logger.text()):
         assert SECRET not in text and signature not in text and "t0ken-in-path" not in text
 
@@ -267,8 +226,8 @@ def test_chat_posts_the_result_to_the_response_url(receiver, logger):
     sink = ChatSink(reply_to(receiver), clock=Clock(START), url_allowed=loopback)
     sink.emit(failed())
     [req] = receiver.requests
-    assert req["path"] == "/commands/T1/2/resp-t0ken"
-    payload = json.loads(req["body"])
+    assert req.path == "/commands/T1/2/resp-t0ken"
+    payload = json.loads(req.body)
     assert payload["response_type"] == "ephemeral"
     text = payload["text"]
     assert "Backup failed" in text and "web-1 (vm1)" in text and "pol1" in text and "op1" in text
@@ -281,7 +240,7 @@ def test_chat_progress_keeps_one_message_for_the_result(receiver):
     assert sink.post_progress("25% done")
     assert not sink.post_progress("50% done")  # one left: kept for the result
     sink.emit(succeeded())
-    texts = [json.loads(r["body"])["text"] for r in receiver.requests]
+    texts = [json.loads(r.body)["text"] for r in receiver.requests]
     assert len(texts) == 2 and texts[0] == "25% done" and "Backup succeeded" in texts[1]
 
 
@@ -296,8 +255,8 @@ def test_used_up_or_expired_response_url_falls_back_to_the_incoming_webhook(rece
     )
     sink.emit(failed())
     [req] = receiver.requests
-    assert req["path"] == "/services/T1/B2/incoming-t0ken"
-    assert "Backup failed" in json.loads(req["body"])["text"]
+    assert req.path == "/services/T1/B2/incoming-t0ken"
+    assert "Backup failed" in json.loads(req.body)["text"]
 
 
 def test_no_usable_response_url_and_no_fallback_is_skipped_not_failed(receiver):

@@ -1,0 +1,56 @@
+"""A loopback HTTP receiver for the tests: stands in for a result webhook or a Slack response_url."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Receiver:
+    """Records every POST. Answers the scripted `statuses` first, then `always` if set, else `status` (200)."""
+
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        self.statuses: list[int] = []
+        self.always: int | None = None
+        self.status = 200
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                with owner._lock:
+                    owner.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    status = owner.always or (owner.statuses.pop(0) if owner.statuses else owner.status)
+                payload = b"ok" if status == 200 else b"nope"
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
