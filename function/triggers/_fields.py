@@ -133,6 +133,18 @@ def dump_json(value: Any, where: str, max_bytes: int) -> str:
     return check_body(dumped, where, max_bytes)
 
 
+def embedded_body(value: Any, where: str, max_bytes: int, *, expected: str = "an object") -> str:
+    """A request carried inside an event (timer payload, EventBridge detail, Scheduler request): absent is "",
+    text is taken as it is, an object is serialised; both within the size limit."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return check_body(value, where, max_bytes)
+    if isinstance(value, Mapping):
+        return dump_json(value, where, max_bytes)
+    raise MalformedEvent(f"{where} must be {expected}, got {type(value).__name__}")
+
+
 def parse_time(value: Any) -> datetime | None:
     """RFC3339 text, {seconds, nanos}, or epoch seconds / milliseconds (numbers or digits); None if unreadable."""
     try:

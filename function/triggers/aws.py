@@ -59,15 +59,7 @@ def parse_sqs(event: Mapping[str, Any], context: Any, max_body_bytes: int) -> In
 
 
 def parse_eventbridge(event: Mapping[str, Any], context: Any, max_body_bytes: int) -> Invocation:
-    detail = event.get("detail")
-    if detail is None:
-        body = ""
-    elif isinstance(detail, Mapping):
-        body = f.dump_json(detail, "detail", max_body_bytes)
-    elif isinstance(detail, str):
-        body = f.check_body(detail, "detail", max_body_bytes)
-    else:
-        raise MalformedEvent(f"detail must be an object, got {type(detail).__name__}")
+    body = f.embedded_body(event.get("detail"), "detail", max_body_bytes)
     attributes = {
         "detailType": f.text(event.get("detail-type"), "detail-type")[:256],
         "source": f.text(event.get("source"), "source")[:256],
@@ -105,15 +97,7 @@ def parse_scheduler(event: Mapping[str, Any], context: Any, max_body_bytes: int)
             value = str(value)
         if isinstance(value, str) and value and not value.startswith(_PLACEHOLDER):
             attributes[name] = f.ident(value, f"scheduler.{name}")
-    request = event.get("request")
-    if request is None:
-        body = ""
-    elif isinstance(request, Mapping):
-        body = f.dump_json(request, "request", max_body_bytes)
-    elif isinstance(request, str):
-        body = f.check_body(request, "request", max_body_bytes)
-    else:
-        raise MalformedEvent(f"request must be an object, got {type(request).__name__}")
+    body = f.embedded_body(event.get("request"), "request", max_body_bytes)
     message = InboundMessage(
         trigger_id=f"{arn}|{scheduled_time}",
         body_text=body,

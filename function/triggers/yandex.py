@@ -64,15 +64,7 @@ def parse_messages(event: Mapping[str, Any], context: Any, max_body_bytes: int) 
 def _timer(message: Mapping[str, Any], where: str, max_body_bytes: int) -> InboundMessage:
     metadata = f.obj(message.get("event_metadata"), f"{where}.event_metadata")
     details = f.obj(message.get("details"), f"{where}.details")
-    payload = details.get("payload")
-    if payload is None:
-        body = ""
-    elif isinstance(payload, str):
-        body = f.check_body(payload, f"{where}.details.payload", max_body_bytes)
-    elif isinstance(payload, Mapping):
-        body = f.dump_json(payload, f"{where}.details.payload", max_body_bytes)
-    else:
-        raise MalformedEvent(f"{where}.details.payload must be a string, got {type(payload).__name__}")
+    body = f.embedded_body(details.get("payload"), f"{where}.details.payload", max_body_bytes, expected="a string")
     return InboundMessage(
         trigger_id=f.ident(metadata.get("event_id"), f"{where}.event_metadata.event_id"),
         body_text=body,
