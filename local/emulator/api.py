@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 from local.emulator.errors import UNAUTHENTICATED, UNIMPLEMENTED, ApiError, invalid, not_found
 from local.emulator.filters import FilterError, compile_filter
-from local.emulator.state import EmulatorState, Instance, Subject, check_id, prune, rfc3339
+from local.emulator.records import Instance, Subject, check_id, prune, rfc3339
+from local.emulator.state import EmulatorState
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
