@@ -10,9 +10,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from local.emulator.api import Request, Result
 from local.emulator.errors import ApiError, invalid, not_found
 from local.emulator.faults import FaultRule
+from local.emulator.gateway import Request, Result
 from local.emulator.records import Failure, rfc3339
 from local.emulator.seed import BENCH_FOLDER_ID, DEMO_FOLDER_ID, create_large_folder, large_folder_policy_id
 from local.emulator.state import EmulatorState

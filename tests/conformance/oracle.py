@@ -107,11 +107,17 @@ class Rule:
 
 
 def _query_value(field: descriptor.FieldDescriptor, raw: str) -> Any:
-    """A query string value as proto JSON would carry it (the gateway reads bools and numbers from text)."""
+    """A query string value as proto JSON would carry it. The gateway's query parser is stricter than proto JSON
+    on enums: a name, or the number of a declared value (grpc-gateway: `Values().ByName`, then `ByNumber`);
+    proto3 JSON alone would keep any number of an open enum."""
     if field.type == descriptor.FieldDescriptor.TYPE_BOOL:
         if raw not in ("true", "false"):
             raise Mismatch(f"{field.json_name}: {raw!r} is not a boolean")
         return raw == "true"
+    if field.type == descriptor.FieldDescriptor.TYPE_ENUM:
+        values = field.enum_type.values_by_name
+        if raw not in values and not (raw.lstrip("-").isdigit() and int(raw) in field.enum_type.values_by_number):
+            raise Mismatch(f"{field.json_name}: {raw!r} is not a value of {field.enum_type.full_name}")
     return raw
 
 
