@@ -23,6 +23,7 @@ from local.emulator.gateway import (
     paginate,
     parse_bool,
 )
+from local.emulator.monitoring import parse_write
 from local.emulator.records import Instance, Subject, check_id, prune, rfc3339
 from local.emulator.state import EmulatorState
 
@@ -194,6 +195,26 @@ def create_iam_token(state: EmulatorState, req: Request) -> Result:
     return 200, {"iamToken": token, "expiresAt": rfc3339(expires_at)}
 
 
+# --- Monitoring --------------------------------------------------------------------------------------------
+
+
+def write_metrics(state: EmulatorState, req: Request) -> Result:
+    """MetricsData.write: custom metrics of a folder (the writer needs write access to it: monitoring.editor)."""
+    folder = req.q("folderId")
+    if not folder:
+        raise invalid("folderId: required", "folderId")
+    check_id(folder, "folderId")
+    service = req.q("service")
+    if service != "custom":
+        raise invalid("service: required, and only 'custom' takes written metrics", "service")
+    subject = _subject(req)
+    state.check_folder(subject, folder, write=True)
+    points = parse_write(req.json_body(), state.now())
+    state.record_metric_write(subject, folder, service, points, state.now())
+    # The REST reference's name (the write guide's example says "metrics_written"); int64 as a string.
+    return 200, {"writtenMetricsCount": str(len(points))}
+
+
 # --- routing ---------------------------------------------------------------------------------------------------
 
 _SEG = r"[^/:]*"
@@ -257,6 +278,13 @@ ROUTES: list[Route] = [
         Spec({"view": INSTANCE_VIEW}),
     ),
     (("POST",), re.compile(r"^/iam/v1/tokens$"), create_iam_token, False, NO_QUERY),
+    (
+        ("POST",),
+        re.compile(r"^/monitoring/v2/data/write$"),
+        write_metrics,
+        True,
+        Spec({"folderId": "string", "service": "string"}),
+    ),
 ]
 
 

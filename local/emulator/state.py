@@ -2,8 +2,9 @@
 
 The state is assembled from parts by job, one module each: `auth` (IAM: subjects, tokens, keys, JWT),
 `resources` (instances, policies, applications), `operations` (Execute/Apply/Revoke/Cancel, settling),
-`faults` (injected faults), `rendering` (records as proto3 JSON), `seed` (the demo folder). This module adds the
-lifecycle (reset, settings), the logs and the snapshot the control surface shows.
+`faults` (injected faults), `monitoring` (metric writes), `rendering` (records as proto3 JSON), `seed` (the
+demo folder). This module adds the lifecycle (reset, settings), the logs and the snapshot the control surface
+shows.
 
 Operations are evaluated lazily against the clock: an operation stores when it started, when it ends and how it
 fails; what `GET /operations/{id}` shows is computed from `now()`. So an injected clock (or `advance_clock`)
@@ -21,6 +22,7 @@ from typing import Any
 from local.emulator import rendering
 from local.emulator.config import EmulatorConfig
 from local.emulator.faults import FaultDecision, FaultRule, FaultsPart
+from local.emulator.monitoring import MetricsPart
 from local.emulator.operations import OperationsPart
 from local.emulator.records import (
     Application,
@@ -41,7 +43,7 @@ from local.emulator.resources import ResourcesPart
 from local.emulator.seed import seed_demo
 
 
-class EmulatorState(OperationsPart, ResourcesPart, FaultsPart):
+class EmulatorState(OperationsPart, ResourcesPart, FaultsPart, MetricsPart):
     """All emulator data. Every public method takes the (re-entrant) lock; `lock` is exposed for the server."""
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
@@ -75,6 +77,7 @@ class EmulatorState(OperationsPart, ResourcesPart, FaultsPart):
             self._id_rng = random.Random(f"ids:{self.config.seed}")
             self._execute_log = []
             self._call_log = []
+            self.reset_metrics()
             if self.config.demo if demo is None else demo:
                 seed_demo(self)
 
