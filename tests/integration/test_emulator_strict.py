@@ -14,6 +14,7 @@ import requests
 
 from local.emulator import EmulatorConfig, EmulatorHandle, ManualClock, start_emulator
 from local.emulator import seed as demo
+from tests.conformance import oracle
 
 
 @pytest.fixture()
@@ -32,7 +33,9 @@ def http(emu: EmulatorHandle) -> Iterator[requests.Session]:
 
 
 def refused(resp: requests.Response, http_status: int = 400, code: int = 3) -> dict[str, Any]:
+    """The documented error shape: the code's HTTP status and a google.rpc.Status body (parsed by the protos)."""
     assert resp.status_code == http_status, resp.text
+    assert oracle.parse_status(resp.text).code == code
     body = resp.json()
     assert body["code"] == code and body["message"]
     assert body["details"][0]["requestId"] == resp.headers["x-request-id"]
