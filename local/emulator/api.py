@@ -1,9 +1,9 @@
 """The emulated REST API: Cloud Backup, Operation, Compute, IAM and Monitoring's write under one base URL.
 
 Each route carries the `Spec` of its request message: the gateway's checks (query fields, oneofs, enums) run
-before the handler and before the token is checked. Each handler gets a parsed Request and returns (HTTP status, JSON body); failures raise ApiError, which the
-server renders as a google.rpc.Status. JSON follows the proto3 mapping: camelCase names, int64 as strings,
-fields at their default value (false, "", empty lists) left out.
+before the handler and before the token is checked. Each handler gets a parsed Request and returns (HTTP status,
+JSON body); failures raise ApiError, which the server renders as a google.rpc.Status. JSON follows the proto3
+mapping: camelCase names, int64 as strings, fields at their default value (false, "", empty lists) left out.
 """
 
 from __future__ import annotations
