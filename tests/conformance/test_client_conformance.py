@@ -131,3 +131,28 @@ def test_the_oracle_catches_what_a_gateway_refuses(sent: tuple[str, str, bytes |
     with pytest.raises(oracle.Mismatch):
         rule = oracle.rule_for(method, "http://h" + path)
         rule.check_request(method, "http://h" + path, body)
+
+
+def test_policy_auto_detection_uses_only_proto_valid_calls(emu: EmulatorHandle, session: RecordingSession) -> None:
+    """What resolution without a policy will call: by instance, Policy.List(computeInstanceId); over a folder,
+    Policy.List(folderId) then ListApplications(policyId) per policy. Each call fits its rule, and the answers
+    say which policies are applied where."""
+    yc = make_client(emu, session)
+    bp = yc.backup_policies
+    assert [p.id for p in bp.list(compute_instance_id=demo.INSTANCE_PROD_DB)] == [demo.POLICY_DAILY]
+    assert bp.list(compute_instance_id=demo.INSTANCE_NO_POLICY) == []
+    applied: dict[str, set[str]] = {}
+    for policy in bp.list(folder_id=demo.DEMO_FOLDER_ID):
+        for app in bp.list_applications(policy.id):
+            applied.setdefault(app.compute_instance_id, set()).add(policy.id)
+    assert applied[demo.INSTANCE_TWO_POLICIES] == {demo.POLICY_DAILY, demo.POLICY_WEEKLY}
+    assert demo.INSTANCE_NO_POLICY not in applied
+    with emu.state.lock:
+        truth = {(a.policy_id, a.compute_instance_id) for a in emu.state.applications.values()}
+    assert {(p, i) for i, ps in applied.items() for p in ps} == {
+        (p, i) for p, i in truth if emu.state.policies[p].folder_id == demo.DEMO_FOLDER_ID
+    }
+    for ex in session.exchanges:
+        oracle.rule_for(ex.method, ex.url).check_request(ex.method, ex.url, ex.body)
+        assert ex.status == 200
+    assert yc.calls == 2 + 1 + 3  # two instances, the folder's policies, one ListApplications per policy
