@@ -146,8 +146,8 @@ def _backup(invocation: Invocation, auth: HttpAuthorization, context: Any, deps:
     except RedeliveryRequested as exc:
         return _error(invocation, 503, "RESULT_DELIVERY_FAILED", str(exc), **{"Retry-After": RETRY_AFTER})
     status = status_for(report)
-    headers = {"Retry-After": RETRY_AFTER} if status == 503 else None
-    return http_reply(invocation, status, reply_body(report, status), headers)
+    retry = {"Retry-After": RETRY_AFTER} if status == 503 else None
+    return http_reply(invocation, status, reply_body(report, status), retry)
 
 
 def status_for(report: StartReport) -> int:

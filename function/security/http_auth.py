@@ -69,8 +69,7 @@ def authorize(
     if route == "status":
         if operation_id is None:
             raise ValueError("the status route needs its operation id")
-        message, what = status_message(operation_id), "method, path"
+        ts = verify_webhook(headers, status_message(operation_id), webhook_secrets, now, what="method, path")
     else:
-        message, what = raw_body, "body"
-    ts = verify_webhook(headers, message, webhook_secrets, now, max_body_bytes=limit, what=what)
+        ts = verify_webhook(headers, raw_body, webhook_secrets, now, max_body_bytes=limit)
     return HttpAuthorization(route=route, signed=True, timestamp=ts)
