@@ -175,6 +175,9 @@ def monitoring_session() -> requests.Session:
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
 
+    from adapters.sinks import quiet_urllib3_retries
+
+    quiet_urllib3_retries()
     retry = Retry(
         total=1,
         connect=1,

@@ -18,6 +18,13 @@ event id is deterministic, receivers drop duplicates by id. A sink that still fa
 message names the host and the HTTP status only, never a URL path (Slack URLs carry tokens), a secret or a
 signature.
 
+Loud failures: every failed attempt is one warning `sink attempt failed` (sink, host, reason, attempt,
+maxAttempts), logged by the urllib3 `Retry` itself (`_AttemptLoggingRetry`); a sink that still fails adds one
+warning `sink delivery failed` with the same fields and the attempts made. Connection errors are named by kind
+(`connection refused or unreachable`, `host name not resolved`, `connect timeout` ...), with the host.
+`check_sink_settings` refuses a bad RESULT_WEBHOOK_URL at start, before anything is started; the warning about
+a missing RESULT_WEBHOOK_SECRET is logged once per process.
+
 Verifying the webhook (receiver side), with the shared secret `S`:
 
     X-Signature-Timestamp: <unix seconds>
@@ -35,7 +42,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -66,6 +75,7 @@ __all__ = [
     "QueueSink",
     "WebhookSink",
     "build_sinks",
+    "check_sink_settings",
     "emit_result",
     "event_body",
     "is_slack_url",
@@ -138,26 +148,153 @@ def _host(url: str) -> str:
         return "?"
 
 
+class SinkConfigError(ValueError):
+    """A sink setting the function refuses to start with. The message names the variable, never a secret."""
+
+
 def _check_webhook_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        raise SinkConfigError("RESULT_WEBHOOK_URL is not a URL") from None
+    if parts.scheme == "https" and host:
         return
-    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
+    if parts.scheme == "http" and host in LOOPBACK_HOSTS:
         return
-    raise ValueError(
-        f"RESULT_WEBHOOK_URL must be an https:// URL (http:// only for 127.0.0.1 or localhost); "
-        f"got scheme {parts.scheme!r} for host {parts.hostname or '?'!r}"
+    if parts.scheme == "http":
+        raise SinkConfigError(
+            f"RESULT_WEBHOOK_URL is http:// (host {host or '?'!r}): result events are signed but not encrypted "
+            f"on plain HTTP, so only https:// is accepted; http:// only for 127.0.0.1, localhost and [::1] "
+            f"(local receivers). Use the receiver's https:// URL."
+        )
+    raise SinkConfigError(
+        f"RESULT_WEBHOOK_URL must be an https:// URL (http:// only for 127.0.0.1, localhost or [::1]); "
+        f"got scheme {parts.scheme!r} for host {host or '?'!r}"
     )
 
 
-def http_session(max_attempts: int) -> requests.Session:
-    """A session that retries POSTs `max_attempts - 1` times on connection errors and 429/5xx (urllib3 Retry)."""
-    import requests
-    from requests.adapters import HTTPAdapter
+def check_sink_settings(settings: Settings) -> None:
+    """Call at the start of an invocation, before any backup starts: SinkConfigError (a ValueError, secret-free
+    message, also logged as an error) for a sink configuration that could never deliver."""
+    if settings.result_webhook_url:
+        try:
+            _check_webhook_url(settings.result_webhook_url)
+        except SinkConfigError as exc:
+            get_logger().error("result sink misconfigured", extra={"sink": "webhook", "reason": str(exc)})
+            raise
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    """Configuration warnings: once per process (a warm instance serves many invocations)."""
+    if key not in _warned:
+        _warned.add(key)
+        get_logger().warning(message)
+
+
+# Why a request got no answer, by the exception urllib3 / requests raised (never its text: it quotes the URL).
+CONNECTION_REASONS = {
+    "NameResolutionError": "host name not resolved",
+    "NewConnectionError": "connection refused or unreachable",
+    "ConnectTimeoutError": "connect timeout",
+    "ConnectTimeout": "connect timeout",
+    "ReadTimeoutError": "read timeout",
+    "ReadTimeout": "read timeout",
+    "SSLError": "TLS error",
+    "ProtocolError": "connection dropped",
+    "ProxyError": "proxy error",
+}
+
+
+def _why(error: BaseException | None) -> str:
+    """The innermost cause of a failed request, as a short name (requests wraps urllib3 wraps the socket)."""
+    inner = error
+    for _ in range(4):
+        nested = getattr(inner, "reason", None)
+        if not isinstance(nested, BaseException):
+            args = getattr(inner, "args", ())
+            nested = args[0] if args and isinstance(args[0], BaseException) else None
+        if nested is None:
+            break
+        inner = nested
+    if inner is None:
+        return "no answer"
+    name = type(inner).__name__
+    return CONNECTION_REASONS.get(name, name)
+
+
+def _attempt_logging_retry() -> type:
+    """urllib3's `Retry`, plus one warning per failed attempt. Subclassed rather than wrapped: `increment` is the
+    one place that sees every failed attempt (status or connection error) with its pool's host."""
     from urllib3.util.retry import Retry
 
+    class _AttemptLoggingRetry(Retry):
+        sink = "sink"
+        max_attempts = 1
+
+        def new(self, **kw: Any) -> _AttemptLoggingRetry:
+            fresh = super().new(**kw)
+            fresh.sink, fresh.max_attempts = self.sink, self.max_attempts
+            return fresh
+
+        def increment(  # type: ignore[override]
+            self,
+            method: str | None = None,
+            url: str | None = None,
+            response: Any = None,
+            error: Exception | None = None,
+            _pool: Any = None,
+            _stacktrace: Any = None,
+        ) -> Retry:
+            reason = f"HTTP {response.status}" if response is not None else _why(error)
+            get_logger().warning(
+                "sink attempt failed",
+                extra={
+                    "sink": self.sink,
+                    "host": str(getattr(_pool, "host", None) or "?"),
+                    "reason": reason,
+                    "attempt": len(self.history) + 1,
+                    "maxAttempts": self.max_attempts,
+                },
+            )
+            return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    return _AttemptLoggingRetry
+
+
+_RETRY_CLASS: type | None = None
+
+
+class _NoRetryUrls(logging.Filter):
+    """Drops urllib3's own "Retrying (...) after connection broken by ...: <url>" warning: it quotes the request
+    path (a Slack response_url carries its token there), and `sink attempt failed` says the same without it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Retrying (")
+
+
+def quiet_urllib3_retries() -> None:
+    """Install `_NoRetryUrls` on urllib3's connection pool logger, once per process."""
+    pool_logger = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _NoRetryUrls) for f in pool_logger.filters):
+        pool_logger.addFilter(_NoRetryUrls())
+
+
+def http_session(max_attempts: int, sink: str = "sink") -> requests.Session:
+    """A session that retries POSTs `max_attempts - 1` times on connection errors and 429/5xx (urllib3 Retry),
+    logging each failed attempt with `sink`'s name."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    global _RETRY_CLASS
+    quiet_urllib3_retries()
+    if _RETRY_CLASS is None:
+        _RETRY_CLASS = _attempt_logging_retry()
     retries = max(0, max_attempts - 1)
-    retry = Retry(
+    retry = _RETRY_CLASS(
         total=retries,
         connect=retries,
         read=retries,
@@ -171,6 +308,7 @@ def http_session(max_attempts: int) -> requests.Session:
         raise_on_status=False,
         raise_on_redirect=False,
     )
+    retry.sink, retry.max_attempts = sink, max(1, max_attempts)
     session = requests.Session()
     adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=4)
     session.mount("https://", adapter)
@@ -180,26 +318,60 @@ def http_session(max_attempts: int) -> requests.Session:
     return session
 
 
-def _post(session: requests.Session, url: str, what: str, **kwargs: Any) -> int:
-    """POST and return the final status; SinkError (host only) when no answer came back at all."""
+def _failed(sink: str, host: str, reason: str, attempts: int | None, message: str) -> SinkError:
+    """The one `sink delivery failed` warning of a sink that gave up, and the SinkError it raises."""
+    fields: dict[str, Any] = {"sink": sink, "host": host, "reason": reason}
+    if attempts is not None:
+        fields["attempts"] = attempts
+    get_logger().warning("sink delivery failed", extra=fields)
+    return SinkError(message)
+
+
+def _deliver(session: requests.Session, url: str, what: str, sink: str, **kwargs: Any) -> None:
+    """POST; SinkError (host and status or reason only) unless a 2xx came back."""
     import requests
 
+    host = _host(url)
+    max_attempts = getattr(_retry_of(session), "max_attempts", None)
     try:
         response = session.post(url, timeout=TIMEOUT, allow_redirects=False, **kwargs)
     except requests.RequestException as exc:
-        reason = type(exc).__name__
-        if isinstance(exc, requests.exceptions.RetryError):
-            reason = "too many failed attempts"
-        raise SinkError(f"{what} at {_host(url)} unreachable: {reason}") from None
+        reason = "too many failed attempts" if isinstance(exc, requests.exceptions.RetryError) else _why(exc)
+        raise _failed(sink, host, reason, max_attempts, f"{what} at {host} unreachable: {reason}") from None
     with response:
-        return response.status_code
+        status = response.status_code
+        history = getattr(getattr(response.raw, "retries", None), "history", None)
+    if not 200 <= status < 300:
+        attempts = len(history) + 1 if history is not None else None
+        raise _failed(sink, host, f"HTTP {status}", attempts, f"{what} at {host} answered HTTP {status}")
+
+
+def _retry_of(session: requests.Session) -> Any:
+    adapter = session.adapters.get("https://")
+    return getattr(adapter, "max_retries", None)
 
 
 # --- the sinks ---------------------------------------------------------------------------------------------
 
 
+_LOGGED: OrderedDict[str, int] = OrderedDict()  # event id -> times logged by this process (bounded)
+_LOGGED_MAX = 1024
+
+
+def _times_logged(event_id: str) -> int:
+    count = _LOGGED.pop(event_id, 0) + 1
+    _LOGGED[event_id] = count
+    while len(_LOGGED) > _LOGGED_MAX:
+        _LOGGED.popitem(last=False)
+    return count
+
+
 class LogSink:
-    """One structured log line per event (always configured; RESULTS_FAILURES_ONLY does not apply)."""
+    """One structured log line per event (always configured; RESULTS_FAILURES_ONLY does not apply).
+
+    A result this process already logged (redelivered after another sink failed) carries `repeat: n`, so a
+    reader sees one event delivered again, not several backups.
+    """
 
     name = "log"
 
@@ -228,6 +400,9 @@ class LogSink:
             fields["errorCode"] = d.error.code
             fields["errorMessage"] = d.error.message
         fields = {k: v for k, v in fields.items() if v is not None}
+        times = _times_logged(event.id)
+        if times > 1:
+            fields["repeat"] = times - 1
         if d.status == "succeeded":
             self._log.info("backup result", extra=fields)
         else:
@@ -247,7 +422,9 @@ class QueueSink:
         try:
             self._queue.send(self._url, event_body(event))
         except QueueError as exc:  # QueueError messages never carry credentials
-            raise SinkError(f"result queue: {exc}") from None
+            raise _failed(
+                self.name, _host(self._url), str(exc), None, f"result queue at {_host(self._url)}: {exc}"
+            ) from None
 
 
 class WebhookSink:
@@ -267,7 +444,7 @@ class WebhookSink:
         _check_webhook_url(url)
         self._url = url
         self._secret = secret if isinstance(secret, str | None) else secret.get_secret_value()
-        self._session = session or http_session(max_attempts)
+        self._session = session or http_session(max_attempts, sink=self.name)
         self._now = now
 
     def emit(self, event: ResultEvent) -> None:
@@ -277,9 +454,7 @@ class WebhookSink:
             timestamp = str(int(self._now()))
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = sign(self._secret, timestamp, body)
-        status = _post(self._session, self._url, "result webhook", data=body, headers=headers)
-        if not 200 <= status < 300:
-            raise SinkError(f"result webhook at {_host(self._url)} answered HTTP {status}")
+        _deliver(self._session, self._url, "result webhook", self.name, data=body, headers=headers)
 
 
 class ChatSink:
@@ -310,7 +485,7 @@ class ChatSink:
     @property
     def _session(self) -> requests.Session:
         if self._session_arg is None:
-            self._session_arg = http_session(self._max_attempts)
+            self._session_arg = http_session(self._max_attempts, sink=self.name)
         return self._session_arg
 
     def _response_url_usable(self, keep: int) -> bool:
@@ -352,9 +527,7 @@ class ChatSink:
             # Never call anything but Slack with a URL that came in a message. Retrying would not help.
             self._log.warning("chat URL refused: not https://hooks.slack.com/", extra={"host": _host(url)})
             raise SinkSkipped(f"chat URL host {_host(url)!r} is not {SLACK_HOST}")
-        status = _post(self._session, url, "chat", json=payload)
-        if not 200 <= status < 300:
-            raise SinkError(f"chat at {_host(url)} answered HTTP {status}")
+        _deliver(self._session, url, "chat", self.name, json=payload)
 
 
 def build_sinks(
@@ -367,7 +540,8 @@ def build_sinks(
 ) -> list[ResultSink]:
     """The sinks the environment configures: log always; queue, webhook; chat when there is a reply target.
 
-    ValueError for a webhook URL that is not https (a configuration error; the message names no secret).
+    SinkConfigError (a ValueError) for a webhook URL that is not https (the message names no secret); call
+    `check_sink_settings` at the start of the invocation to refuse it before anything starts.
     """
     sinks: list[ResultSink] = [LogSink()]
     if settings.result_queue_url:
@@ -378,7 +552,7 @@ def build_sinks(
         sinks.append(QueueSink(queue, settings.result_queue_url))
     if settings.result_webhook_url:
         if settings.result_webhook_secret is None:
-            get_logger().warning("RESULT_WEBHOOK_SECRET is not set: result webhook calls are not signed")
+            _warn_once("unsigned", "RESULT_WEBHOOK_SECRET is not set: result webhook calls are not signed")
         sinks.append(
             WebhookSink(
                 settings.result_webhook_url, settings.result_webhook_secret, max_attempts=settings.sink_max_attempts
