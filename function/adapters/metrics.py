@@ -175,7 +175,7 @@ def monitoring_session() -> requests.Session:
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
 
-    from adapters.sinks import quiet_urllib3_retries
+    from adapters.delivery import quiet_urllib3_retries
 
     quiet_urllib3_retries()
     retry = Retry(

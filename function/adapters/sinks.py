@@ -11,16 +11,17 @@
   minutes: when it is used up or expired, the result goes to SLACK_INCOMING_WEBHOOK_URL instead if configured,
   else the chat sink skips (not a failure: redelivering would not help).
 
-HTTP sinks retry through urllib3's `Retry` on their own `requests.Session`: SINK_MAX_ATTEMPTS attempts in all,
-on connection errors, read timeouts and 429/500/502/503/504, with a short exponential back-off (0.2 s, 0.4 s ...,
-at most 2 s; `Retry-After` is not waited for, the invocation's time is short). POST is retried on purpose: the
+HTTP sinks retry through urllib3's `Retry` on their own `requests.Session` (adapters.delivery):
+SINK_MAX_ATTEMPTS attempts in all, on connection errors, read timeouts and 429/500/502/503/504, with a short
+exponential back-off (0.2 s, 0.4 s ..., at most 2 s; `Retry-After` is not waited for, the invocation's time is
+short). POST is retried on purpose: the
 event id is deterministic, receivers drop duplicates by id. A sink that still fails raises `SinkError`; its
 message names the host and the HTTP status only, never a URL path (Slack URLs carry tokens), a secret or a
 signature.
 
 Loud failures: every failed attempt is one warning `sink attempt failed` (sink, host, reason, attempt,
-maxAttempts), logged by the urllib3 `Retry` itself (`_AttemptLoggingRetry`); a sink that still fails adds one
-warning `sink delivery failed` with the same fields and the attempts made. Connection errors are named by kind
+maxAttempts); a sink that still fails adds one warning `sink delivery failed` with the attempts made (the queue
+sink too, with the queue's host). Connection errors are named by kind
 (`connection refused or unreachable`, `host name not resolved`, `connect timeout` ...), with the host.
 `check_sink_settings` refuses a bad RESULT_WEBHOOK_URL at start, before anything is started; the warning about
 a missing RESULT_WEBHOOK_SECRET is logged once per process.
@@ -42,13 +43,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from adapters.delivery import deliver, delivery_failed, host_of, http_session
 from backups.models import ReplyTarget, ResultEvent
 from backups.ports import Clock, MessageQueue, QueueError, ResultSink, SinkError, SystemClock
 from backups.results import (
@@ -88,13 +89,8 @@ CLOUDEVENTS_JSON = "application/cloudevents+json"
 TIMESTAMP_HEADER = "X-Signature-Timestamp"
 SIGNATURE_HEADER = "X-Signature"
 SIGNATURE_TOLERANCE_SECONDS = 300
-RETRY_STATUSES = (429, 500, 502, 503, 504)
-BACKOFF_FACTOR = 0.2
-BACKOFF_MAX = 2.0
-TIMEOUT = (3.05, 10.0)  # connect, read
 SLACK_HOST = "hooks.slack.com"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-USER_AGENT = "yc-backup-runner (result sink)"
 
 
 def event_body(event: ResultEvent) -> str:
@@ -138,14 +134,6 @@ def is_slack_url(url: str) -> bool:
     except UnsafeUrl:
         return False
     return True
-
-
-def _host(url: str) -> str:
-    """What an error message may say about a URL: its host, never its path or query (tokens live there)."""
-    try:
-        return urlsplit(url).hostname or "?"
-    except ValueError:
-        return "?"
 
 
 class SinkConfigError(ValueError):
@@ -193,162 +181,6 @@ def _warn_once(key: str, message: str) -> None:
     if key not in _warned:
         _warned.add(key)
         get_logger().warning(message)
-
-
-# Why a request got no answer, by the exception urllib3 / requests raised (never its text: it quotes the URL).
-CONNECTION_REASONS = {
-    "NameResolutionError": "host name not resolved",
-    "NewConnectionError": "connection refused or unreachable",
-    "ConnectTimeoutError": "connect timeout",
-    "ConnectTimeout": "connect timeout",
-    "ReadTimeoutError": "read timeout",
-    "ReadTimeout": "read timeout",
-    "SSLError": "TLS error",
-    "ProtocolError": "connection dropped",
-    "ProxyError": "proxy error",
-}
-
-
-def _why(error: BaseException | None) -> str:
-    """The innermost cause of a failed request, as a short name (requests wraps urllib3 wraps the socket)."""
-    inner = error
-    for _ in range(4):
-        nested = getattr(inner, "reason", None)
-        if not isinstance(nested, BaseException):
-            args = getattr(inner, "args", ())
-            nested = args[0] if args and isinstance(args[0], BaseException) else None
-        if nested is None:
-            break
-        inner = nested
-    if inner is None:
-        return "no answer"
-    name = type(inner).__name__
-    return CONNECTION_REASONS.get(name, name)
-
-
-def _attempt_logging_retry() -> type:
-    """urllib3's `Retry`, plus one warning per failed attempt. Subclassed rather than wrapped: `increment` is the
-    one place that sees every failed attempt (status or connection error) with its pool's host."""
-    from urllib3.util.retry import Retry
-
-    class _AttemptLoggingRetry(Retry):
-        sink = "sink"
-        max_attempts = 1
-
-        def new(self, **kw: Any) -> _AttemptLoggingRetry:
-            fresh = super().new(**kw)
-            fresh.sink, fresh.max_attempts = self.sink, self.max_attempts
-            return fresh
-
-        def increment(  # type: ignore[override]
-            self,
-            method: str | None = None,
-            url: str | None = None,
-            response: Any = None,
-            error: Exception | None = None,
-            _pool: Any = None,
-            _stacktrace: Any = None,
-        ) -> Retry:
-            reason = f"HTTP {response.status}" if response is not None else _why(error)
-            get_logger().warning(
-                "sink attempt failed",
-                extra={
-                    "sink": self.sink,
-                    "host": str(getattr(_pool, "host", None) or "?"),
-                    "reason": reason,
-                    "attempt": len(self.history) + 1,
-                    "maxAttempts": self.max_attempts,
-                },
-            )
-            return super().increment(method, url, response, error, _pool, _stacktrace)
-
-    return _AttemptLoggingRetry
-
-
-_RETRY_CLASS: type | None = None
-
-
-class _NoRetryUrls(logging.Filter):
-    """Drops urllib3's own "Retrying (...) after connection broken by ...: <url>" warning: it quotes the request
-    path (a Slack response_url carries its token there), and `sink attempt failed` says the same without it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Retrying (")
-
-
-def quiet_urllib3_retries() -> None:
-    """Install `_NoRetryUrls` on urllib3's connection pool logger, once per process."""
-    pool_logger = logging.getLogger("urllib3.connectionpool")
-    if not any(isinstance(f, _NoRetryUrls) for f in pool_logger.filters):
-        pool_logger.addFilter(_NoRetryUrls())
-
-
-def http_session(max_attempts: int, sink: str = "sink") -> requests.Session:
-    """A session that retries POSTs `max_attempts - 1` times on connection errors and 429/5xx (urllib3 Retry),
-    logging each failed attempt with `sink`'s name."""
-    import requests
-    from requests.adapters import HTTPAdapter
-
-    global _RETRY_CLASS
-    quiet_urllib3_retries()
-    if _RETRY_CLASS is None:
-        _RETRY_CLASS = _attempt_logging_retry()
-    retries = max(0, max_attempts - 1)
-    retry = _RETRY_CLASS(
-        total=retries,
-        connect=retries,
-        read=retries,
-        status=retries,
-        other=0,
-        allowed_methods=frozenset({"POST"}),
-        status_forcelist=RETRY_STATUSES,
-        backoff_factor=BACKOFF_FACTOR,
-        backoff_max=BACKOFF_MAX,
-        respect_retry_after_header=False,
-        raise_on_status=False,
-        raise_on_redirect=False,
-    )
-    retry.sink, retry.max_attempts = sink, max(1, max_attempts)
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=4)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session.trust_env = False  # no proxies or .netrc credentials from the environment
-    session.headers["User-Agent"] = USER_AGENT
-    return session
-
-
-def _failed(sink: str, host: str, reason: str, attempts: int | None, message: str) -> SinkError:
-    """The one `sink delivery failed` warning of a sink that gave up, and the SinkError it raises."""
-    fields: dict[str, Any] = {"sink": sink, "host": host, "reason": reason}
-    if attempts is not None:
-        fields["attempts"] = attempts
-    get_logger().warning("sink delivery failed", extra=fields)
-    return SinkError(message)
-
-
-def _deliver(session: requests.Session, url: str, what: str, sink: str, **kwargs: Any) -> None:
-    """POST; SinkError (host and status or reason only) unless a 2xx came back."""
-    import requests
-
-    host = _host(url)
-    max_attempts = getattr(_retry_of(session), "max_attempts", None)
-    try:
-        response = session.post(url, timeout=TIMEOUT, allow_redirects=False, **kwargs)
-    except requests.RequestException as exc:
-        reason = "too many failed attempts" if isinstance(exc, requests.exceptions.RetryError) else _why(exc)
-        raise _failed(sink, host, reason, max_attempts, f"{what} at {host} unreachable: {reason}") from None
-    with response:
-        status = response.status_code
-        history = getattr(getattr(response.raw, "retries", None), "history", None)
-    if not 200 <= status < 300:
-        attempts = len(history) + 1 if history is not None else None
-        raise _failed(sink, host, f"HTTP {status}", attempts, f"{what} at {host} answered HTTP {status}")
-
-
-def _retry_of(session: requests.Session) -> Any:
-    adapter = session.adapters.get("https://")
-    return getattr(adapter, "max_retries", None)
 
 
 # --- the sinks ---------------------------------------------------------------------------------------------
@@ -422,8 +254,8 @@ class QueueSink:
         try:
             self._queue.send(self._url, event_body(event))
         except QueueError as exc:  # QueueError messages never carry credentials
-            raise _failed(
-                self.name, _host(self._url), str(exc), None, f"result queue at {_host(self._url)}: {exc}"
+            raise delivery_failed(
+                self.name, host_of(self._url), str(exc), None, f"result queue at {host_of(self._url)}: {exc}"
             ) from None
 
 
@@ -454,7 +286,7 @@ class WebhookSink:
             timestamp = str(int(self._now()))
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = sign(self._secret, timestamp, body)
-        _deliver(self._session, self._url, "result webhook", self.name, data=body, headers=headers)
+        deliver(self._session, self._url, "result webhook", self.name, data=body, headers=headers)
 
 
 class ChatSink:
@@ -525,9 +357,9 @@ class ChatSink:
     def _send(self, url: str, payload: dict[str, Any]) -> None:
         if not self._allowed(url):
             # Never call anything but Slack with a URL that came in a message. Retrying would not help.
-            self._log.warning("chat URL refused: not https://hooks.slack.com/", extra={"host": _host(url)})
-            raise SinkSkipped(f"chat URL host {_host(url)!r} is not {SLACK_HOST}")
-        _deliver(self._session, url, "chat", self.name, json=payload)
+            self._log.warning("chat URL refused: not https://hooks.slack.com/", extra={"host": host_of(url)})
+            raise SinkSkipped(f"chat URL host {host_of(url)!r} is not {SLACK_HOST}")
+        deliver(self._session, url, "chat", self.name, json=payload)
 
 
 def build_sinks(

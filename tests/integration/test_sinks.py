@@ -11,7 +11,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from adapters import delivery as delivery_module
 from adapters import sinks as sinks_module
+from adapters.delivery import failure_reason
 from adapters.sinks import (
     CLOUDEVENTS_JSON,
     ChatSink,
@@ -95,6 +97,7 @@ class RecordingLogger:
 def logger(monkeypatch: pytest.MonkeyPatch) -> RecordingLogger:
     rec = RecordingLogger()
     monkeypatch.setattr(sinks_module, "get_logger", lambda: rec)
+    monkeypatch.setattr(delivery_module, "get_logger", lambda: rec)
     return rec
 
 
@@ -171,6 +174,7 @@ def test_webhook_always_500_is_reported_failed_without_secrets(receiver, logger)
     signature = receiver.requests[0].headers["x-signature"]
     for text in (report.failed["webhook"], logger.text()):
         assert SECRET not in text and signature not in text and "t0ken-in-path" not in text
+    assert [msg for _, msg, _ in logger.lines].count("sink attempt failed") == settings.sink_max_attempts
 
 
 def test_webhook_unreachable_is_a_sink_error():
@@ -391,11 +395,11 @@ def test_connection_error_reasons_are_named_by_kind():
 
     dns = NameResolutionError("results.example", None, OSError("Name or service not known"))  # type: ignore[arg-type]
     wrapped = requests.exceptions.ConnectionError(MaxRetryError(None, "/hook/t0ken", dns))  # type: ignore[arg-type]
-    assert sinks_module._why(wrapped) == "host name not resolved"
-    assert sinks_module._why(ConnectTimeoutError("x")) == "connect timeout"
-    assert sinks_module._why(requests.exceptions.ReadTimeout()) == "read timeout"
-    assert sinks_module._why(None) == "no answer"
-    assert sinks_module._why(ValueError("weird")) == "ValueError"
+    assert failure_reason(wrapped) == "host name not resolved"
+    assert failure_reason(ConnectTimeoutError("x")) == "connect timeout"
+    assert failure_reason(requests.exceptions.ReadTimeout()) == "read timeout"
+    assert failure_reason(None) == "no answer"
+    assert failure_reason(ValueError("weird")) == "ValueError"
 
 
 def test_chat_failure_logs_the_chat_sink_without_the_response_url_path(receiver, caplog):
