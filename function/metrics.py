@@ -7,6 +7,7 @@ The port is four calls, made by the handlers (see README "Operating it" for what
   timed out, plus the backup's duration and the polls it took when the event has them.
 - `count(name, n, sink=...)`: per invocation, `"sink_failures"` (one per sink that still failed after its own
   retries; `sink` names it) and `"redeliveries"` (messages or events given back to the platform).
+- `record_emitted(recorder, event, report)` (a helper): after `emit_result`, the two above in one call.
 - `flush()`: once per invocation, at its end. Never raises: a metric that cannot be written is logged once and
   dropped, so metrics never fail (or redeliver) an invocation.
 
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from observability import get_logger
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
     from backups.models import ResultEvent
 
@@ -187,6 +188,26 @@ class BufferedRecorder:
 
     def _write(self, points: list[Point]) -> None:
         raise NotImplementedError
+
+
+class _Emitted(Protocol):
+    """What `emit_result` reports (backups.results.EmitReport): the sinks that failed, and whether all took it."""
+
+    @property
+    def failed(self) -> Mapping[str, str]: ...
+
+    @property
+    def ok(self) -> bool: ...
+
+
+def record_emitted(recorder: MetricsRecorder, event: ResultEvent, report: _Emitted) -> None:
+    """After `emit_result`: one `sink_failures` per failed sink, and the result itself only once every sink took
+    it. A result whose delivery failed comes back (the ticket is redelivered) and is counted when it gets
+    through; one that never does ends in a dead-letter queue, which has its own alarm."""
+    for sink in report.failed:
+        recorder.count("sink_failures", sink=sink)
+    if report.ok:
+        recorder.record_result(event)
 
 
 def summed(points: Iterable[Point]) -> dict[tuple[MetricName, tuple[str, str] | None], float]:

@@ -20,6 +20,7 @@ from metrics import (
     NullRecorder,
     Point,
     error_code_label,
+    record_emitted,
     result_points,
     sink_label,
     summed,
@@ -238,3 +239,28 @@ def test_no_platform_no_token_means_no_metrics() -> None:
 def test_bad_namespace_is_a_settings_error(value: str) -> None:
     with pytest.raises(ValueError, match="METRICS_NAMESPACE"):
         Settings.from_env({"METRICS_NAMESPACE": value})
+
+
+# --- after emit_result -------------------------------------------------------------------------------------
+def test_record_emitted_counts_a_result_once_it_got_through() -> None:
+    from backups.results import EmitReport
+
+    rec = Recording()
+    event = failed()
+    record_emitted(rec, event, EmitReport(event_id=event.id, delivered=["log"], failed={"webhook": "HTTP 500"}))
+    assert summed(rec.points) == {("sink_failures", ("sink", "webhook")): 1.0}  # the ticket comes back
+    record_emitted(rec, event, EmitReport(event_id=event.id, delivered=["log", "webhook"]))
+    assert summed(rec.points) == {
+        ("sink_failures", ("sink", "webhook")): 1.0,
+        ("backups_failed", ("error_code", "FAILED_PRECONDITION")): 1.0,
+    }
+
+
+def test_metrics_settings_are_documented_in_the_readme() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    aliases = [f.alias for f in Settings.model_fields.values() if f.alias and f.alias.startswith("METRICS_")]
+    assert sorted(aliases) == ["METRICS_BACKEND", "METRICS_ENABLED", "METRICS_FOLDER_ID", "METRICS_NAMESPACE"]
+    for alias in aliases:
+        assert f"`{alias}`" in readme, alias
