@@ -435,7 +435,7 @@ def test_a_bad_metrics_switch_changes_nothing(fake_clis: dict[str, Any]) -> None
 
 
 def test_metric_names_in_the_hint_are_the_ones_written() -> None:
-    from adapters.metrics import YANDEX_NAMES
+    from adapters.monitoring import YANDEX_NAMES
 
     text = SCRIPT.read_text()
     for name in ("backups.failed", "backups.timed_out", "sink.failures"):

@@ -15,7 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pydantic import SecretStr
 
-from adapters.metrics import YandexMonitoringRecorder, build_metrics
+from adapters.metrics import build_metrics
+from adapters.monitoring import YandexMonitoringRecorder
 from settings import Settings
 from tests.metrics_helpers import failed, failed_start, succeeded, timed_out
 from tests.receivers import Receiver

@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters import metrics as adapters_metrics
-from adapters.metrics import EmfRecorder, YandexMonitoringRecorder, build_metrics, recording
+from adapters.metrics import EmfRecorder, build_metrics, recording
+from adapters.monitoring import YandexMonitoringRecorder
 from metrics import (
     MAX_POINTS,
     BufferedRecorder,
