@@ -14,15 +14,14 @@
 HTTP sinks retry through urllib3's `Retry` on their own `requests.Session` (adapters.delivery):
 SINK_MAX_ATTEMPTS attempts in all, on connection errors, read timeouts and 429/500/502/503/504, with a short
 exponential back-off (0.2 s, 0.4 s ..., at most 2 s; `Retry-After` is not waited for, the invocation's time is
-short). POST is retried on purpose: the
-event id is deterministic, receivers drop duplicates by id. A sink that still fails raises `SinkError`; its
-message names the host and the HTTP status only, never a URL path (Slack URLs carry tokens), a secret or a
-signature.
+short). POST is retried on purpose: the event id is deterministic, receivers drop duplicates by id. A sink that
+still fails raises `SinkError`; its message names the host and the HTTP status only, never a URL path (Slack
+URLs carry tokens), a secret or a signature.
 
 Loud failures: every failed attempt is one warning `sink attempt failed` (sink, host, reason, attempt,
 maxAttempts); a sink that still fails adds one warning `sink delivery failed` with the attempts made (the queue
-sink too, with the queue's host). Connection errors are named by kind
-(`connection refused or unreachable`, `host name not resolved`, `connect timeout` ...), with the host.
+sink too, with the queue's host). Connection errors are named by kind (`connection refused or unreachable`,
+`host name not resolved`, `connect timeout` ...), with the host.
 `check_sink_settings` refuses a bad RESULT_WEBHOOK_URL at start, before anything is started; the warning about
 a missing RESULT_WEBHOOK_SECRET is logged once per process.
 
