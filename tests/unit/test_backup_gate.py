@@ -165,7 +165,7 @@ def executes_once(front: FakeFront) -> bool:
 
 
 def test_a_non_json_reply_is_a_failing_front(front: FakeFront, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(front, "_post", lambda h, headers, body: front._reply(h, 202, []))
+    monkeypatch.setattr(front, "_post", lambda h, headers, body: front._reply(h, 202, []))  # type: ignore[arg-type]
     code, out, _, _ = run(front.url, "--instance-id", INSTANCE)
     assert code == 4 and "not a JSON object" in out
 
