@@ -258,7 +258,8 @@ def status(server: Served, operation_id: str, headers: dict[str, str]) -> tuple[
 
 
 def an_operation(server: Served) -> str:
-    result = gate(server, "--instance-id", OTHER, "--timeout", "0.5", "--poll-initial", "0.5")
+    """A backup operation of OTHER: the same one every time (one correlation id), never a second backup."""
+    result = gate(server, "--instance-id", OTHER, "--correlation-id", "e2e-status", "--timeout", "0.5")
     (operation,) = started_ids(result.stdout)
     return operation
 
