@@ -308,7 +308,12 @@ def test_without_ci_identity_a_correlation_id_is_made_and_printed(front: FakeFro
 
 
 def test_signatures_are_what_the_function_verifies() -> None:
-    from chatops.signing import verify_webhook
+    import importlib
+
+    try:  # the verifier moves from chatops.signing to security.hmac_v1 (issue 10)
+        verify_webhook = importlib.import_module("security.hmac_v1").verify_webhook
+    except ImportError:
+        verify_webhook = importlib.import_module("chatops.signing").verify_webhook
 
     body = b'{"computeInstanceId":"fhmproddb00000000001"}'
     headers = gate.sign(SECRET, 1_700_000_000, body)
