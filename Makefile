@@ -29,7 +29,7 @@ run: $(STAMP)
 	$(PY) -m local.runtime $(if $(EVENT),--event $(EVENT),) $(if $(SCENARIO),--scenario $(SCENARIO),) $(if $(CLOUD),--cloud $(CLOUD),) $(if $(TIMEOUT),--timeout $(TIMEOUT),)
 
 serve: $(STAMP)
-	$(PY) -m local.serve --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO),)
+	@$(PY) -m local.serve --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO),)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check function local tests bench scripts

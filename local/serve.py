@@ -14,8 +14,8 @@ On stdout it prints shell lines to `eval` (everything else goes to stderr):
     export BACKUP_GATE_SECRET=...   (WEBHOOK_SECRET from the environment, else a new one)
     export YC_API_ENDPOINT=... YC_IAM_TOKEN=... FOLDER_ID=...   (the emulator, for yc-style tools and tests)
 
-`--scenario fail`: every backup fails at 60%; `slow`: every backup lasts 30 times longer (five minutes), to see a
-short gate `--timeout` pass first.
+It stops on Ctrl-C, SIGTERM, or when its parent process (`make`) ends. `--scenario fail`: every backup fails at
+60%; `slow`: every backup lasts 30 times longer (five minutes), to see a short gate `--timeout` pass first.
 """
 
 from __future__ import annotations
@@ -288,8 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     thread = threading.Thread(target=front.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     thread.start()
+    parent = os.getppid()
     with contextlib.suppress(KeyboardInterrupt):
-        while not stop.wait(0.5):
+        # Also stop when the parent goes away: `kill %1` on a `make serve &` job ends make, not always its child.
+        while not stop.wait(0.5) and os.getppid() == parent:
             pass
     front.shutdown()
     front.server_close()
