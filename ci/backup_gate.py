@@ -244,18 +244,31 @@ class Gate:
                 self.sleep(min(delay, 600.0))
         raise GateError(UNREACHABLE, f"the front at {self.base} failed {attempts} time(s): {last}")
 
-    def run(self, body: dict) -> dict:
+    def start(self, body: dict) -> dict:
+        """POST /backup, sent again while some targets hit a transient cloud error: with the same correlation id
+        the ones already started are not started twice (the reply names the same operations)."""
         raw = json.dumps(body, separators=(",", ":")).encode()
-        _, _, reply = self.call("POST", "/backup", raw)
+        for attempt in range(max(0, self.args.retries) + 1):
+            _, _, reply = self.call("POST", "/backup", raw)
+            if not isinstance(reply, dict):
+                raise GateError(UNREACHABLE, "the front's reply to POST /backup is not a JSON object")
+            retryable = [t for t in reply.get("retryable") or [] if isinstance(t, dict)]
+            if not retryable or attempt >= self.args.retries:
+                return reply
+            delay = min(30.0, 2.0**attempt)
+            self.say(f"{len(retryable)} target(s) hit a transient error: asking again in {delay:.0f} s")
+            self.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def run(self, body: dict) -> dict:
+        reply = self.start(body)
         outcome: dict = {"correlationId": body["correlationId"], "operations": [], "failed": [], "skipped": []}
-        if not isinstance(reply, dict):
-            raise GateError(UNREACHABLE, "the front's reply to POST /backup is not a JSON object")
-        for key in ("failed", "skipped", "plan"):
+        for key in ("failed", "skipped", "plan", "retryable"):
             if isinstance(reply.get(key), list):
                 outcome[key] = [t for t in reply[key] if isinstance(t, dict)]
         for target in outcome["skipped"]:
             self.say(f"skipped    {describe(target)}: {clean(target.get('reason', ''))}")
-        for target in outcome["failed"]:
+        for target in outcome["failed"] + outcome.get("retryable", []):
             self.say(f"not started {describe(target)}: {clean(target.get('code'))} {clean(target.get('message', ''))}")
         if body.get("dryRun"):
             for target in outcome.get("plan", []):
@@ -323,6 +336,9 @@ class Gate:
         running = [o["operationId"] for o in ops if o["status"] == "running"]
         if any(o["status"] == "failed" for o in ops) or outcome["failed"]:
             code, state, text = FAILED, "failed", "a backup failed or could not start: do not deploy"
+        elif outcome.get("retryable"):
+            code, state = UNREACHABLE, "unreachable"
+            text = f"{len(outcome['retryable'])} target(s) could not start: the cloud kept failing; run the gate again"
         elif running:
             code, state = UNKNOWN, "timed_out"
             text = f"--timeout {self.args.timeout:g} s passed first; still running (they go on): " + ", ".join(running)

@@ -55,6 +55,7 @@ class FakeFront:
     secret: str
     statuses: list[dict[str, Any]] = field(default_factory=lambda: [running(30.0), running(70.0), SUCCEEDED])
     not_startable: set[str] = field(default_factory=set)  # instance ids answered as `failed` targets
+    transient: dict[str, int] = field(default_factory=dict)  # instance id -> POSTs answering it as `retryable`
     fanned_out: int = 0  # > 0: answer 202 with this fannedOut and no started ids
     faults: list[Any] = field(default_factory=list)
     retry_after: str | None = None  # sent on every status reply when set
@@ -136,9 +137,13 @@ class FakeFront:
         if request.get("dryRun"):
             plan = [{"computeInstanceId": i, "policyId": policy, "idempotencyKey": f"k-{i}"} for i in instances]
             return self._reply(h, 200, {"dryRun": True, "plan": plan, "ok": True})
-        started, failed = [], []
+        started, failed, retryable = [], [], []
         with self._lock:
             for instance in instances:
+                if self.transient.get(instance, 0) > 0:
+                    self.transient[instance] -= 1
+                    retryable.append({"code": "UNAVAILABLE", "message": "try again", "computeInstanceId": instance})
+                    continue
                 if instance in self.not_startable:
                     failed.append({"code": "POLICY_NOT_APPLIED", "message": "apply the policy", "target": instance})
                     continue
@@ -147,10 +152,13 @@ class FakeFront:
                     self.executes += 1
                     self.operations[oid] = Operation(oid, instance, policy, list(self.statuses))
                 started.append({"operationId": oid, "computeInstanceId": instance, "policyId": policy})
+        if not started and retryable:
+            error = {"code": "UNAVAILABLE", "message": "the cloud is unavailable"}
+            return self._reply(h, 503, {"error": error, "retryable": retryable}, {"Retry-After": "1"})
         if not started:
             error = {"code": "NOTHING_STARTED", "message": "no target could start: see failed[]"}
             return self._reply(h, 422, {"error": error, "failed": failed})
-        return self._reply(h, 202, {"started": started, "failed": failed, "ok": not failed})
+        return self._reply(h, 202, {"started": started, "failed": failed, "retryable": retryable, "ok": not failed})
 
     def _get(self, h: Any, headers: dict[str, str], operation_id: str) -> None:
         problem = self._verify(headers, f"GET /backup/{operation_id}".encode())

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GATE = ROOT / "ci" / "backup_gate.py"
 SECRET = "gate-test-secret-3f9a1c77"
 INSTANCE = "fhmproddb00000000001"
+KEYS = ("status", "progressPercentage", "error", "code", "message", "operationId")
 
 
 class FakeTime:
@@ -160,6 +161,21 @@ def test_survives_a_front_briefly_down_and_retry_after_is_honoured(front: FakeFr
     assert json.loads(front.requests[0].body)["correlationId"] == json.loads(front.requests[2].body)["correlationId"]
 
 
+def test_targets_with_a_transient_error_are_asked_again_without_a_second_backup(front: FakeFront) -> None:
+    front.transient = {"fhmprodweb0000000002": 2}
+    code, out, _, _ = run(front.url, "--instance-id", f"{INSTANCE},fhmprodweb0000000002")
+    assert code == 0, out
+    assert out.count("asking again") == 2 and front.executes == 2  # one backup each, none twice
+    assert len({json.loads(r.body)["correlationId"] for r in front.requests if r.method == "POST"}) == 1
+
+
+def test_targets_that_keep_hitting_transient_errors_exit_4(front: FakeFront) -> None:
+    front.transient = {"fhmprodweb0000000002": 99}
+    code, out, _, _ = run(front.url, "--instance-id", f"{INSTANCE},fhmprodweb0000000002", "--retries", "2")
+    assert code == 4 and "could not start: the cloud kept failing" in out
+    assert "succeeded  op" in out  # the one that started is still followed to its end
+
+
 def executes_once(front: FakeFront) -> bool:
     return front.executes == 1
 
@@ -168,6 +184,24 @@ def test_a_non_json_reply_is_a_failing_front(front: FakeFront, monkeypatch: pyte
     monkeypatch.setattr(front, "_post", lambda h, headers, body: front._reply(h, 202, []))  # type: ignore[arg-type]
     code, out, _, _ = run(front.url, "--instance-id", INSTANCE)
     assert code == 4 and "not a JSON object" in out
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),
+        max_leaves=10,
+    )
+)
+def test_any_status_reply_is_read_or_refused_cleanly(reply: Any) -> None:
+    g = gate.Gate(gate.build_parser().parse_args([]), "http://127.0.0.1:1", SECRET, out=io.StringIO())
+    op = {"operationId": "op1", "computeInstanceId": INSTANCE, "status": "running", "progressPercentage": None}
+    try:
+        g.update(op, reply)
+    except gate.GateError as exc:
+        assert exc.code == 4
+    else:
+        assert op["status"] in ("running", "succeeded", "failed")
 
 
 # --- schedule ------------------------------------------------------------------------------------------------
