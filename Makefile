@@ -32,11 +32,11 @@ serve: $(STAMP)
 	@$(PY) -m local.serve --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO),)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check function local tests bench scripts
-	$(VENV)/bin/ruff format --check function local tests bench scripts
+	$(VENV)/bin/ruff check function local tests bench scripts ci
+	$(VENV)/bin/ruff format --check function local tests bench scripts ci
 
 types: $(STAMP)
-	$(VENV)/bin/mypy function local scripts bench
+	$(VENV)/bin/mypy function local scripts bench ci
 
 test: lint types
 	$(VENV)/bin/pytest -q
