@@ -34,7 +34,7 @@ import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 MAX_BODY_BYTES = 1 << 20  # the front's own limit (API Gateways allow more; the function refuses over 64 KiB)
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer", "proxy-connection"}
@@ -52,12 +52,16 @@ def http_event(
     shape: str, method: str, target: str, headers: list[tuple[str, str]], body: bytes, client_ip: str
 ) -> dict[str, Any]:
     """The API Gateway proxy event for one request: HTTP API v2 ("v2") or the REST v1 proxy ("v1")."""
-    parts = urlsplit(target)
-    path = parts.path or "/"
+    path, _, query_string = target.partition("?")  # not urlsplit: a target "//x" is a path, not a host
+    path = path or "/"
     request_id = str(uuid.uuid4())
     now = datetime.now(UTC)
     encoded = base64.b64encode(body).decode("ascii")
+    query = parse_qsl(query_string, keep_blank_values=True)
     if shape == "v2":
+        params: dict[str, str] = {}
+        for key, value in query:  # HTTP API joins repeated parameters with commas too
+            params[key] = f"{params[key]},{value}" if key in params else value
         joined: dict[str, str] = {}
         for name, value in headers:  # HTTP API lower-cases names and joins repeated headers with commas
             key = name.lower()
@@ -66,8 +70,9 @@ def http_event(
             "version": "2.0",
             "routeKey": "$default",
             "rawPath": path,
-            "rawQueryString": parts.query,
+            "rawQueryString": query_string,
             "headers": joined,
+            **({"queryStringParameters": params} if params else {}),
             "requestContext": {
                 "accountId": "000000000000",
                 "apiId": "local",
@@ -94,7 +99,6 @@ def http_event(
     for name, value in headers:
         single[name] = value
         multi.setdefault(name, []).append(value)
-    query = parse_qsl(parts.query, keep_blank_values=True)
     return {
         "resource": "/{proxy+}",
         "path": path,
@@ -192,7 +196,7 @@ class FrontHandler(BaseHTTPRequestHandler):
         )
         status, headers, data = response_of(self.server.invoke(event))
         self._send(status, headers, data)
-        path = urlsplit(self.path).path[:120]
+        path = "".join(c if c.isprintable() else "?" for c in self.path.partition("?")[0][:120])
         _log(f"http       {self.command} {path} -> {status} ({(time.monotonic() - started) * 1000:.0f} ms)")
 
 

@@ -245,6 +245,27 @@ def test_survives_a_front_that_is_briefly_down(ok: Served) -> None:
     assert "retrying" in rest and "succeeded" in rest
 
 
+def test_the_front_serves_slack_commands(ok: Served) -> None:
+    import hashlib
+    import hmac
+    from urllib.parse import urlencode
+
+    form = {"command": "/backup", "text": "help", "user_id": "U1", "user_name": "alice", "team_id": "T1"}
+    form.update({"channel_id": "C1", "trigger_id": "1.2.abc"})
+    form["response_url"] = "https://hooks.slack.com/commands/T1/1/x"
+    body = urlencode(form).encode()
+    ts = str(int(time.time()))
+    digest = hmac.new(ok.env["SLACK_SIGNING_SECRET"].encode(), f"v0:{ts}:".encode() + body, hashlib.sha256)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": "v0=" + digest.hexdigest(),
+    }
+    request = urllib.request.Request(ok.url + "/slack", data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert reply.status == 200 and "/backup" in reply.read().decode()
+
+
 # --- the status route's refusals ---------------------------------------------------------------------------
 
 
