@@ -68,7 +68,8 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         # argparse echoes unknown arguments; one of them could be a secret pasted where it does not belong.
         if "unrecognized arguments" in message:
-            message = "unrecognized options: " + " ".join(a for a in message.split()[2:] if a.startswith("-"))
+            names = [a.split("=", 1)[0] for a in message.split()[2:] if a.startswith("-")]
+            message = "unrecognized options: " + " ".join(names)
         raise GateError(REFUSED, f"{message} (see --help)")
 
 
@@ -111,7 +112,7 @@ def ci_correlation_id(env: dict) -> str | None:
     """
     for name, keys in CI_IDENTITIES:
         values = [env.get(k, "").strip() for k in keys]
-        if values[-1]:  # the run's own id decides; missing context values are left empty
+        if values[-1]:  # the attempt / job id must be set; a missing context value (repository) is left empty
             return (name + ":" + "/".join(values))[-128:]
     return None
 
@@ -268,8 +269,9 @@ class Gate:
                 outcome[key] = [t for t in reply[key] if isinstance(t, dict)]
         for target in outcome["skipped"]:
             self.say(f"skipped    {describe(target)}: {clean(target.get('reason', ''))}")
+        verb = "would fail " if body.get("dryRun") else "not started"
         for target in outcome["failed"] + outcome.get("retryable", []):
-            self.say(f"not started {describe(target)}: {clean(target.get('code'))} {clean(target.get('message', ''))}")
+            self.say(f"{verb} {describe(target)}: {clean(target.get('code'))} {clean(target.get('message', ''))}")
         if body.get("dryRun"):
             for target in outcome.get("plan", []):
                 self.say("would back up " + describe(target) + plan_notes(target))
@@ -278,16 +280,8 @@ class Gate:
         ops = []
         for s in reply.get("started") or []:
             if isinstance(s, dict) and isinstance(s.get("operationId"), str) and ID_RE.match(s["operationId"]):
-                ops.append(
-                    {
-                        "operationId": s["operationId"],
-                        "computeInstanceId": s.get("computeInstanceId"),
-                        "instanceName": s.get("instanceName"),
-                        "policyId": s.get("policyId"),
-                        "status": "running",
-                        "progressPercentage": None,
-                    }
-                )
+                op = {k: s.get(k) for k in ("operationId", "computeInstanceId", "instanceName", "policyId")}
+                ops.append(dict(op, status="running", progressPercentage=None))
                 self.say(f"started    {s['operationId']} on {describe(s)}")
         outcome["operations"] = ops
         fanned = reply["fannedOut"] if isinstance(reply.get("fannedOut"), int) else 0
