@@ -119,6 +119,10 @@ def start_local(
         os.environ["YC_API_ENDPOINT"] = emulator.url
         os.environ["YC_IAM_TOKEN"] = emulator.token
         os.environ.setdefault("FOLDER_ID", DEMO_FOLDER_ID)
+        # Seconds, not minutes: the emulator's clock runs fast, so the follow-up may look early and often (with a
+        # real cloud the function's own delays apply).
+        os.environ.setdefault("FOLLOWUP_FIRST_DELAY_SECONDS", "1")
+        os.environ.setdefault("FOLLOWUP_MIN_DELAY_SECONDS", "1")
         say(f"emulator   {emulator.url}  (a {seconds / 60:g}-minute backup at {time_scale:g}x)")
 
     sqs_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -132,9 +136,6 @@ def start_local(
     os.environ["REQUEST_QUEUE_URL"] = local.queues["requests"]
     os.environ["FOLLOWUP_QUEUE_URL"] = local.queues["followups"]
     os.environ["RESULT_QUEUE_URL"] = local.queues["results"]
-    # Seconds, not minutes: the emulator's clock runs fast, so the follow-up may look early and often.
-    os.environ.setdefault("FOLLOWUP_FIRST_DELAY_SECONDS", "1")
-    os.environ.setdefault("FOLLOWUP_MIN_DELAY_SECONDS", "1")
     secret = os.environ.get("WEBHOOK_SECRET") or secrets.token_hex(16)
     os.environ["WEBHOOK_SECRET"] = secret
     say(f"queues     {endpoint}  (requests, followups, results, each with a dead-letter queue)")
