@@ -138,6 +138,7 @@ def start_local(
     os.environ["RESULT_QUEUE_URL"] = local.queues["results"]
     secret = os.environ.get("WEBHOOK_SECRET") or secrets.token_hex(16)
     os.environ["WEBHOOK_SECRET"] = secret
+    os.environ.setdefault("FANOUT_SECRET", secrets.token_hex(16))  # signs fan-out messages (backups.handoff)
     say(f"queues     {endpoint}  (requests, followups, results, each with a dead-letter queue)")
     return LocalSetup(local=local, sqs_server=sqs_server, emulator=emulator, secret=secret)
 

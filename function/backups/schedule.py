@@ -53,7 +53,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from backups.models import FollowupTicket, ProgressSample, TriggerInfo
+from backups.handoff import FollowupTicket, ProgressSample
+from backups.models import TriggerInfo
+from backups.target import BackupTarget
 
 if TYPE_CHECKING:
     from settings import Settings
@@ -272,9 +274,12 @@ def simulate_polls(duration_s: float, progress_mode: str, settings: Settings, *,
     start = datetime(2025, 1, 1, tzinfo=UTC)
     ticket = FollowupTicket(
         operation_id="op",
-        policy_id="policy",
-        compute_instance_id="instance",
-        trigger=TriggerInfo(source="direct", trigger_id="simulation"),
+        target=BackupTarget(
+            trigger=TriggerInfo(source="direct", trigger_id="simulation"),
+            asked="computeInstanceId=instance",
+            policy_id="policy",
+            compute_instance_id="instance",
+        ),
         started_at=start,
         deadline=start + timedelta(seconds=settings.followup_deadline_seconds),
     )

@@ -11,7 +11,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from backups import schedule
-from backups.models import FollowupTicket, ProgressSample, TriggerInfo
+from backups.handoff import FollowupTicket, ProgressSample
+from backups.models import TriggerInfo
 from backups.schedule import (
     PROGRESS_MODES,
     estimate_remaining,
@@ -21,6 +22,7 @@ from backups.schedule import (
     retry_delay,
     simulate_polls,
 )
+from backups.target import BackupTarget
 from settings import Settings
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -32,9 +34,12 @@ SEEDS = range(20)
 def ticket(*, deadline_s: float = 86400, samples: list[tuple[float, float]] | None = None) -> FollowupTicket:
     return FollowupTicket(
         operation_id="op1",
-        policy_id="pol1",
-        compute_instance_id="vm1",
-        trigger=TriggerInfo(source="direct", trigger_id="t1"),
+        target=BackupTarget(
+            trigger=TriggerInfo(source="direct", trigger_id="t1"),
+            asked="computeInstanceId=vm1",
+            policy_id="pol1",
+            compute_instance_id="vm1",
+        ),
         started_at=START,
         deadline=START + timedelta(seconds=deadline_s),
         progress=[ProgressSample(at=START + timedelta(seconds=t), percent=p) for t, p in samples or []],
