@@ -38,7 +38,7 @@ def sign_http_event(event: dict[str, Any], secret: str) -> dict[str, Any]:
     """Sign an HTTP sample event's body the way a CI client would (X-Backup-Timestamp/-Signature)."""
     import base64
 
-    from chatops.signing import sign_webhook
+    from security.hmac_v1 import sign_webhook
 
     body = event.get("body") or ""
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else str(body).encode()

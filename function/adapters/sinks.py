@@ -26,14 +26,13 @@ Verifying the webhook (receiver side), with the shared secret `S`:
 1. Read the raw body bytes (before any JSON parsing) and both headers.
 2. Refuse a timestamp more than 5 minutes from your clock (replay window).
 3. Compute `hmac.new(S, timestamp.encode() + b"." + raw_body, sha256).hexdigest()` and compare it with the value
-   after `v1=` in constant time (`hmac.compare_digest`). `verify_signature` below does exactly this.
+   after `v1=` in constant time (`hmac.compare_digest`). `verify_signature` (security.hmac_v1, re-exported here)
+   does exactly this; `sign` is the same signer as the incoming `POST /backup` scheme.
 4. Deduplicate by the event's `id` (at-least-once delivery).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Callable
@@ -51,6 +50,8 @@ from backups.results import (
     progress_message,
 )
 from observability import get_logger
+from security.hmac_v1 import sign, verify_signature
+from security.urls import LOOPBACK_HOSTS, SLACK_HOST, is_slack_url
 
 if TYPE_CHECKING:
     import requests
@@ -77,57 +78,16 @@ __all__ = [
 CLOUDEVENTS_JSON = "application/cloudevents+json"
 TIMESTAMP_HEADER = "X-Signature-Timestamp"
 SIGNATURE_HEADER = "X-Signature"
-SIGNATURE_TOLERANCE_SECONDS = 300
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 BACKOFF_FACTOR = 0.2
 BACKOFF_MAX = 2.0
 TIMEOUT = (3.05, 10.0)  # connect, read
-SLACK_HOST = "hooks.slack.com"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 USER_AGENT = "yc-backup-runner (result sink)"
 
 
 def event_body(event: ResultEvent) -> str:
     """The event as compact JSON: the exact text sent (and signed)."""
     return json.dumps(event.to_json_dict(), separators=(",", ":"), ensure_ascii=False)
-
-
-def sign(secret: str | bytes, timestamp: str, body: str | bytes) -> str:
-    """`v1=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>`."""
-    key = secret.encode() if isinstance(secret, str) else secret
-    raw = body.encode() if isinstance(body, str) else body
-    return "v1=" + hmac.new(key, timestamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
-
-
-def verify_signature(
-    secret: str | bytes,
-    timestamp: str,
-    body: str | bytes,
-    signature: str,
-    *,
-    now: float | None = None,
-    tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
-) -> bool:
-    """The receiver's check: fresh timestamp, and a matching `v1=` signature (constant-time comparison)."""
-    if not timestamp.isdigit() or len(timestamp) > 12:
-        return False
-    current = time.time() if now is None else now
-    if abs(current - int(timestamp)) > tolerance:
-        return False
-    expected = sign(secret, timestamp, body)
-    return any(hmac.compare_digest(expected, part.strip()) for part in signature.split(",")[:8])
-
-
-def is_slack_url(url: str) -> bool:
-    """Only `https://hooks.slack.com/...` (default port) is ever posted to by the chat sink: the same check the
-    Slack command's `response_url` passes when it comes in (chatops.slack.check_response_url)."""
-    from chatops.slack import UnsafeUrl, check_response_url
-
-    try:
-        check_response_url(url, allow_hosts=(SLACK_HOST,))
-    except UnsafeUrl:
-        return False
-    return True
 
 
 def _host(url: str) -> str:

@@ -21,7 +21,7 @@ APP_PATH = ROOT / "function" / "app.py"
 GATEWAY_SPEC_PATH = ROOT / "deploy" / "yandex" / "api-gateway.yaml"
 
 # The HTTP routes the trigger handler serves: (method, path). Keep in sync with function/app.py and the routers.
-HTTP_ROUTES: list[tuple[str, str]] = [("POST", "/backup"), ("POST", "/slack")]
+HTTP_ROUTES: list[tuple[str, str]] = [("POST", "/backup"), ("GET", "/backup/{operationId}"), ("POST", "/slack")]
 # The handler of each function, as "<module>.<callable>" (the module is a file at the zip root).
 HANDLERS: dict[str, str] = {
     "TriggerFunction": "app.trigger_handler",
