@@ -205,6 +205,7 @@ class Gate:
         self.sleep, self.clock, self.wall, self.jitter = sleep, clock, wall, jitter
         self.opener = urllib.request.build_opener(NoRedirect)
         self.deadline = clock() + args.timeout
+        self.outcome: dict = {}  # what is known so far, reported even when the gate ends early
 
     def say(self, text: str) -> None:
         stream = self.err if self.args.json else self.out
@@ -262,8 +263,8 @@ class Gate:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def run(self, body: dict) -> dict:
+        outcome = self.outcome = {"correlationId": body["correlationId"], "operations": [], "failed": [], "skipped": []}
         reply = self.start(body)
-        outcome: dict = {"correlationId": body["correlationId"], "operations": [], "failed": [], "skipped": []}
         for key in ("failed", "skipped", "plan", "retryable"):
             if isinstance(reply.get(key), list):
                 outcome[key] = [t for t in reply[key] if isinstance(t, dict)]
@@ -410,7 +411,7 @@ def main(argv: list | None = None, env: dict | None = None, **io) -> int:
     env = dict(os.environ) if env is None else env
     secret = env.get(SECRET_ENV, "")
     out = io.get("out") or sys.stdout
-    json_out = False
+    json_out, gate = False, None
     try:
         args = build_parser().parse_args(argv)
         json_out = args.json
@@ -428,11 +429,14 @@ def main(argv: list | None = None, env: dict | None = None, **io) -> int:
             raise GateError(REFUSED, "--correlation-id: at most 128 characters, no control characters")
         outcome = gate.run(build_body(args, correlation))
     except GateError as exc:
-        outcome = finish(
-            {}, exc.code, {REFUSED: "refused", UNREACHABLE: "unreachable"}.get(exc.code, "error"), str(exc)
-        )
+        outcome, message = (gate.outcome if gate else {}), str(exc)
+        running = [o["operationId"] for o in outcome.get("operations", []) if o["status"] == "running"]
+        if running:
+            message += "; the backups go on: " + ", ".join(running)
+        state = {REFUSED: "refused", UNREACHABLE: "unreachable"}.get(exc.code, "error")
+        outcome = finish(outcome, exc.code, state, message)
         stream = (io.get("err") or sys.stderr) if json_out else out
-        stream.write(redact(str(exc), secret) + "\n")
+        stream.write(redact(message, secret) + "\n")
     except KeyboardInterrupt:
         outcome = finish({}, UNKNOWN, "interrupted", "interrupted: the backups (if started) go on")
         out.write(outcome["message"] + "\n")

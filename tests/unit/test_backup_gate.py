@@ -145,6 +145,15 @@ def test_unreachable_front_exits_4_after_bounded_retries() -> None:
     assert t.sleeps == [1.0, 2.0, 4.0]  # exponential backoff (jitter pinned)
 
 
+def test_a_front_lost_while_following_names_the_backups_that_go_on(front: FakeFront) -> None:
+    front.faults = [None] + [503] * 10  # the POST goes through, every status check fails
+    code, out, _, _ = run(front.url, "--instance-id", INSTANCE, "--retries", "2", "--json")
+    outcome = json.loads(out)
+    (operation,) = front.operations
+    assert code == outcome["exitCode"] == 4
+    assert outcome["operations"][0]["operationId"] == operation and operation in outcome["message"]
+
+
 def test_5xx_every_time_exits_4(front: FakeFront) -> None:
     front.faults = [502] * 10
     code, out, _, _ = run(front.url, "--instance-id", INSTANCE, "--retries", "2")
