@@ -72,7 +72,8 @@ def mismatch(ticket: FollowupTicket, operation: Operation) -> str | None:
     its operation must be an Execute of the ticket's policy on the ticket's instance."""
     meta = operation.metadata
     want = ticket.target
-    if meta.compute_instance_id != want.compute_instance_id or meta.policy_id != want.policy_id:
+    wrong = meta.compute_instance_id != want.compute_instance_id or meta.policy_id != want.policy_id
+    if wrong or not operation.is_execute:
         return (
             f"operation {ticket.operation_id} is not a backup of instance {want.compute_instance_id} with policy "
             f"{want.policy_id} (the ticket does not match the operation; it was not written by this function)"

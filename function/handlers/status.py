@@ -7,10 +7,8 @@ id is 404 (the route is not a general window on the folder's operations):
     {"operationId", "status": "running" | "succeeded" | "failed", "progressPercentage", "computeInstanceId",
      "policyId", "createdAt", "modifiedAt", "error": {"code", "message", "grpcCode"}}   (error: when failed only)
 
-An Execute operation is recognised by its metadata's `@type` (yandex.cloud.backup.v1.ExecuteMetadata) when the
-client's model keeps it (`type_url`); the client's model does not today, so the fallback is the shape: metadata
-carrying both `policyId` and `computeInstanceId` (Apply and Revoke carry them too; they are operations on the
-same instance and policy, and say nothing the caller may not know).
+An Execute operation is recognised by its metadata's `@type` (yandex.cloud.backup.v1.ExecuteMetadata,
+`Operation.is_execute`); Apply and Revoke operations carry the same two ids but another type, so they are 404.
 """
 
 from __future__ import annotations
@@ -24,17 +22,12 @@ from triggers.model import Invocation
 from ycloud.errors import TRANSIENT_CODES, CloudError
 from ycloud.models import Operation
 
-EXECUTE_METADATA = "type.googleapis.com/yandex.cloud.backup.v1.ExecuteMetadata"
 NOT_FOUND_CODES = frozenset({3, 5, 7})  # INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED: not an id we can show
 RETRY_AFTER = "10"
 
 
 def is_execute_operation(operation: Operation) -> bool:
-    meta = operation.metadata
-    type_url = getattr(meta, "type_url", None)
-    if isinstance(type_url, str) and type_url:
-        return type_url == EXECUTE_METADATA
-    return bool(meta.policy_id) and bool(meta.compute_instance_id)
+    return operation.is_execute
 
 
 def status_body(operation: Operation) -> dict[str, Any]:

@@ -319,12 +319,6 @@ def test_status_route_answers_404_for_an_unknown_id(ok: Served) -> None:
     assert code == 404 and body["error"]["code"] == "NOT_FOUND"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: non-Execute ids must be 404, but handlers.status tells Execute from Apply/Revoke by the "
-    "metadata's @type, which ycloud.models.ExecuteMetadata drops, and the fallback (policyId + computeInstanceId) "
-    "matches Apply too. Remove this mark with the fix.",
-)
 def test_status_route_hides_operations_that_are_not_backups(ok: Served) -> None:
     needs_route(ok)
     request = urllib.request.Request(

@@ -384,9 +384,18 @@ def test_status_of_an_unknown_operation_is_404() -> None:
 def test_status_of_an_operation_that_is_not_an_execute_is_404() -> None:
     w = World()
     op = started(w)
-    w.cloud.operation_store[op].metadata.policy_id = None  # e.g. an instance operation: no ExecuteMetadata
+    meta = w.cloud.operation_store[op].metadata
+    meta.policy_id = None  # e.g. an instance operation: no ExecuteMetadata
+    meta.type_url = "type.googleapis.com/yandex.cloud.compute.v1.StopInstanceMetadata"
     status, _, body = w.call(signed_get(op))
     assert status == 404 and error_of(body)[0] == "NOT_FOUND" and w.vm.id not in json.dumps(body)
+
+
+def test_status_of_an_apply_operation_is_404_though_it_names_the_same_ids() -> None:
+    w = World()
+    apply = w.cloud.backup_policies.apply(w.policy.id, w.vm.id).id
+    status, _, body = w.call(signed_get(apply))
+    assert status == 404 and error_of(body)[0] == "NOT_FOUND"
 
 
 @pytest.mark.parametrize(("code", "status"), [(7, 404), (3, 404), (14, 503), (4, 503), (13, 503), (12, 502)])

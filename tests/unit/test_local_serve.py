@@ -38,7 +38,11 @@ def test_the_event_reads_back_as_the_request(shape: str, source: str) -> None:
     assert request.header("x-dup") == ("a,b" if shape == "v2" else "b")
 
 
-@given(st.text(max_size=300).map(str.encode), st.sampled_from(["v2", "v1"]), st.from_regex(r"/[a-z0-9/]{0,30}", fullmatch=True))
+@given(
+    st.text(max_size=300).map(str.encode),
+    st.sampled_from(["v2", "v1"]),
+    st.from_regex(r"/[a-z0-9/]{0,30}", fullmatch=True),
+)
 def test_any_body_and_path_reach_the_function_byte_for_byte(body: bytes, shape: str, path: str) -> None:
     request = parse_event(http_event(shape, "GET", path, [], body, "127.0.0.1"), None).http
     assert request is not None and request.body == body and request.path == path
