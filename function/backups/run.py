@@ -149,7 +149,10 @@ def _log_outcome(o: Outcome, trigger: TriggerInfo) -> None:
         log.info("skipped target", extra=extra | {"reason": o.reason})
     elif isinstance(o, Started):
         log.info(_LOG_LINES[o.outcome], extra=extra | {"operationId": o.operation_id, "policyId": o.policy_id})
-    elif isinstance(o, Failed | Retryable):
+    elif isinstance(o, Failed):
+        extra |= {"policyId": o.policy_id, "code": o.error.code, "detail": o.error.message}
+        log.warning(_LOG_LINES[o.outcome], extra=extra)
+    elif isinstance(o, Retryable):
         extra |= {"policyId": o.policy_id, "code": o.code, "detail": o.message}
         log.warning(_LOG_LINES[o.outcome], extra=extra)
 

@@ -167,23 +167,13 @@ def reply_body(report: StartReport, status: int) -> dict[str, Any]:
     detail (`failed`, `retryable`) beside it."""
     body = report.to_json_dict()
     if status == 422:
-        first = report.failed[0]
-        body = {
-            "error": {
-                "code": "NOTHING_STARTED",
-                "message": f"no backup could start ({len(report.failed)} target(s) failed; see failed[]): "
-                f"{first.code}: {first.message}",
-            },
+        first, what = report.failed[0], f"no backup could start ({len(report.failed)} target(s) failed; see failed[])"
+        return {
+            "error": {"code": "NOTHING_STARTED", "message": f"{what}: {first.error.code}: {first.error.message}"},
             **body,
         }
-    elif status == 503:
-        first_retryable = report.retryable[0]
-        body = {
-            "error": {
-                "code": "RETRY_LATER",
-                "message": f"the cloud failed transiently for {len(report.retryable)} target(s), try again: "
-                f"{first_retryable.code}: {first_retryable.message}",
-            },
-            **body,
-        }
+    if status == 503:
+        again = report.retryable[0]
+        what = f"the cloud failed transiently for {len(report.retryable)} target(s), try again"
+        return {"error": {"code": "RETRY_LATER", "message": f"{what}: {again.code}: {again.message}"}, **body}
     return body

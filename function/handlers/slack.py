@@ -139,10 +139,10 @@ def _backup(command: BackupCommand, slash: SlashCommand, context: Any, deps: Dep
     except RedeliveryRequested as exc:
         return reply_error(f"the result could not be delivered, try again: {exc}", instance=command.instance)
     if report.dry_run:
-        return reply_dry_run(command.instance, [p.policy_name or p.policy_id or "?" for p in report.plan])
+        return reply_dry_run(command.instance, [p.target.policy_name or p.policy_id or "?" for p in report.plan])
     if report.started:
-        started = [(s.policy_name or s.policy_id or "?", s.operation_id) for s in report.started]
+        started = [(s.target.policy_name or s.policy_id or "?", s.operation_id) for s in report.started]
         return reply_started(command.instance, started, reason=command.reason)
-    problems = [f.message for f in report.failed] + [r.message for r in report.retryable]
-    problems += [f"skipped {s.instance_name or s.compute_instance_id}: {s.reason}" for s in report.skipped]
+    problems = [f.error.message for f in report.failed] + [r.message for r in report.retryable]
+    problems += [f"skipped {s.target.instance_name or s.compute_instance_id}: {s.reason}" for s in report.skipped]
     return reply_error("; ".join(problems) or "nothing was started", instance=command.instance)

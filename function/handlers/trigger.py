@@ -84,6 +84,9 @@ def _handle_one(
         log.warning("transient failure: asking the platform to retry", extra={"code": exc.code, "error": exc.message})
         metrics.count("redeliveries")
         raise RedeliveryRequested(f"{exc.code}: {exc.message}") from None
+    except RedeliveryRequested:
+        metrics.count("redeliveries")  # a result no sink took: the platform brings the trigger back
+        raise
     except StartError as exc:
         log.error("request refused", extra={"code": exc.code, "error": exc.message})
         return {"ok": False, "error": exc.to_json_dict()}

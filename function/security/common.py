@@ -119,3 +119,15 @@ def secret_values(secret: Any) -> list[str]:
         if isinstance(value, str) and value.strip():
             out.append(value)
     return out
+
+
+def prepare(
+    headers: Mapping[Any, Any] | None, body: bytes | str | None, secret: Any, max_body_bytes: int, disabled: str
+) -> tuple[list[str], dict[str, str]]:
+    """What every verifier does first: the secrets (Unauthorized with `disabled` when none is set), the body size
+    (PayloadTooLarge, before any hashing), the headers by lower-case name."""
+    secrets = secret_values(secret)
+    if not secrets:
+        raise Unauthorized(disabled)
+    check_body_size(body, max_body_bytes)
+    return secrets, normalize_headers(headers)

@@ -30,11 +30,9 @@ from security.common import (
     Now,
     Unauthorized,
     as_bytes,
-    check_body_size,
     check_timestamp,
-    normalize_headers,
     now_seconds,
-    secret_values,
+    prepare,
 )
 
 TIMESTAMP_HEADER = "x-backup-timestamp"
@@ -117,11 +115,8 @@ def verify_webhook(
     `secret`: a str, a SecretStr, or a sequence of them (server-side rotation). An empty secret refuses everything.
     Raises PayloadTooLarge (a ValueError) for a message over `max_body_bytes`, checked before any hashing.
     """
-    secrets = secret_values(secret)
-    if not secrets:
-        raise Unauthorized("signed JSON requests are not enabled: WEBHOOK_SECRET is not set")
-    check_body_size(message, max_body_bytes)
-    h = normalize_headers(headers)
+    disabled = "signed JSON requests are not enabled: WEBHOOK_SECRET is not set"
+    secrets, h = prepare(headers, message, secret, max_body_bytes, disabled)
     ts = check_timestamp(h.get(TIMESTAMP_HEADER), now_seconds(now), header="X-Backup-Timestamp")
     given = _given_signatures(h.get(SIGNATURE_HEADER), "X-Backup-Signature")
     if not _matches(secrets, ts, as_bytes(message), given):

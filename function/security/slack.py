@@ -13,18 +13,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from security.common import (
-    DEFAULT_MAX_BODY_BYTES,
-    TOLERANCE_SECONDS,
-    Now,
-    Unauthorized,
-    as_bytes,
-    check_body_size,
-    check_timestamp,
-    normalize_headers,
-    now_seconds,
-    secret_values,
-)
+from security import common
+from security.common import DEFAULT_MAX_BODY_BYTES, Now, Unauthorized
 
 SLACK_SIGNATURE_HEADER = "x-slack-signature"
 SLACK_TIMESTAMP_HEADER = "x-slack-request-timestamp"
@@ -44,21 +34,18 @@ def verify_slack(
     `headers`: the request headers (any case); `secret`: the signing secret (str or SecretStr); `now`: unix seconds
     or a callable returning them (tests freeze it), default the system clock.
     """
-    secrets = secret_values(secret)
-    if not secrets:
-        raise Unauthorized("Slack commands are not enabled: SLACK_SIGNING_SECRET is not set")
-    check_body_size(raw_body, max_body_bytes)
-    h = normalize_headers(headers)
+    disabled = "Slack commands are not enabled: SLACK_SIGNING_SECRET is not set"
+    secrets, h = common.prepare(headers, raw_body, secret, max_body_bytes, disabled)
     signature = (h.get(SLACK_SIGNATURE_HEADER) or "").strip()
     if not signature:
         raise Unauthorized("missing X-Slack-Signature header")
-    current = now_seconds(now)
-    ts = check_timestamp(
-        h.get(SLACK_TIMESTAMP_HEADER), current, header="X-Slack-Request-Timestamp", tolerance=TOLERANCE_SECONDS
+    current = common.now_seconds(now)
+    ts = common.check_timestamp(
+        h.get(SLACK_TIMESTAMP_HEADER), current, header="X-Slack-Request-Timestamp", tolerance=common.TOLERANCE_SECONDS
     )
     if not _SLACK_SIG_RE.fullmatch(signature):
         raise Unauthorized("X-Slack-Signature must be v0=<64 hex digits>")
-    body = as_bytes(raw_body)
+    body = common.as_bytes(raw_body)
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:

@@ -308,12 +308,6 @@ def test_sink_failure_of_a_target_that_cannot_start(
 
 
 @BOTH
-@pytest.mark.xfail(
-    strict=True,
-    reason="handlers/trigger.py _handle_one: a RedeliveryRequested raised by emit_failed (a failed-start result "
-    "a sink did not take) leaves the invocation without metrics.count('redeliveries'); only the transient paths "
-    "count it, and _handle_queue counts the same case",
-)
 def test_sink_failure_of_a_target_that_cannot_start_counts_the_redelivery(
     e2e: Harness, platform_kind: str, metrics: Readback
 ) -> None:
