@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
 SERVICE = "yc-backup-runner"
 
+
 @lru_cache(maxsize=1)
 def get_logger() -> Logger:
     from aws_lambda_powertools import Logger

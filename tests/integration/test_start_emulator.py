@@ -97,7 +97,11 @@ def test_offline_agent_reported_per_target(emu: Any) -> None:
     report, _ = run(emu, {"computeInstanceIds": [INSTANCE_OFFLINE, INSTANCE_PROD_DB], "policyId": POLICY_DAILY})
     assert [s.compute_instance_id for s in report.started] == [INSTANCE_PROD_DB]
     (failed,) = report.failed
-    assert (failed.compute_instance_id, failed.error.code, failed.error.grpc_code) == (INSTANCE_OFFLINE, "AGENT_OFFLINE", 9)
+    assert (failed.compute_instance_id, failed.error.code, failed.error.grpc_code) == (
+        INSTANCE_OFFLINE,
+        "AGENT_OFFLINE",
+        9,
+    )
     data = failed_start_event(failed, source="urn:test").data
     assert data.error is not None and "offline" in data.error.message
     assert [e["computeInstanceId"] for e in emu.state.execute_log] == [INSTANCE_PROD_DB]
