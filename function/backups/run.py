@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from backups import preflight
 from backups.errors import TRANSIENT, HandOffFailed, RedeliveryRequested, RequestInvalid, StartError
 from backups.events import failed_start_event
 from backups.handoff import (
@@ -109,7 +110,11 @@ def start_backups(
     if check is not None:
         for p in planned:
             check(p.target)
-    if dry_run or not planned:
+    if dry_run:
+        flagged = iter(preflight.flag(planned, cloud))
+        report.outcomes = [next(flagged) if isinstance(o, Planned) else o for o in outcomes]
+        return report
+    if not planned:
         return report
 
     key = handoff_key(settings)
