@@ -138,3 +138,31 @@ def test_apply_on_unregistered_instance_fails(emu: Any) -> None:
 def test_nothing_matched(emu: Any) -> None:
     with pytest.raises(NothingMatched):
         run(emu, {"instanceLabels": {"env": "nowhere"}, "policyId": POLICY_DAILY})
+
+
+# --- no policy given: the applied one, through proto-valid calls only (issue 11 #1; the emulator is strict) -----
+
+
+def _calls(emu: Any) -> list[tuple[str, str]]:
+    return [(c["method"], c["path"]) for c in emu.state.call_log if not c["path"].endswith(":execute")]
+
+
+def test_one_instance_without_policy_resolves_the_applied_one(emu: Any) -> None:
+    report, _ = run(emu, {"computeInstanceId": INSTANCE_PROD_DB})
+    assert [(s.compute_instance_id, s.policy_id) for s in report.started] == [(INSTANCE_PROD_DB, POLICY_DAILY)]
+    calls = _calls(emu)
+    assert all("/policies/-/" not in path for _, path in calls)  # the "-" placeholder a strict gateway refuses
+    assert len(calls) == 3  # the instance, the policies applied to it, that policy's applications
+
+
+def test_a_name_without_policy_resolves_the_applied_one(emu: Any) -> None:
+    report, _ = run(emu, {"instanceName": "prod-web-1"})
+    assert [(s.compute_instance_id, s.policy_id) for s in report.started] == [(INSTANCE_PROD_WEB, POLICY_DAILY)]
+    assert all("/policies/-/" not in path for _, path in _calls(emu))
+
+
+def test_labels_without_policy_list_the_folder_policies_once(emu: Any) -> None:
+    run(emu, {"instanceLabels": {"env": "prod"}})
+    calls = _calls(emu)
+    assert sum(1 for _, p in calls if p == "/backup/v1/policies") == 1  # the folder's policies, once
+    assert all("/policies/-/" not in path for _, path in calls)
