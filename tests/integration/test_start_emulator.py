@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from backups.report import StartReport
 from backups.request import build_request
 from backups.run import start_backups
 from backups.target import idempotency_key
-from local.emulator import EmulatorConfig, start_emulator
+from local.emulator import EmulatorHandle
 from local.emulator.seed import (
     DEMO_FOLDER_ID,
     INSTANCE_NO_AGENT,
@@ -35,12 +35,9 @@ FOLLOWUP = "https://queue.local/followup"
 
 
 @pytest.fixture()
-def emu() -> Iterator[Any]:
-    handle = start_emulator(EmulatorConfig(port=0, time_scale=60.0))
-    try:
-        yield handle
-    finally:
-        handle.stop()
+def emu(start_emu: Callable[..., EmulatorHandle]) -> EmulatorHandle:
+    """The wall clock, backups 60 times faster."""
+    return start_emu(time_scale=60.0)
 
 
 def settings_for(emu: Any, **env: Any) -> Settings:
