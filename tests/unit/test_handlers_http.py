@@ -197,6 +197,19 @@ def test_started_is_202_with_the_operations() -> None:
     assert "error" not in body
 
 
+def test_a_handoff_failure_after_execute_names_the_started_operations() -> None:
+    # review finding: a 503 without the started operations invites a retry that starts a second backup
+    from backups.ports import QueueError
+
+    w = World()
+    w.queue.fail_with = QueueError("queue down")
+    status, headers, body = w.call(signed_post({"computeInstanceId": w.vm.id, "policyId": w.policy.id}))
+    [execute] = w.executes
+    assert status == 503 and headers["Retry-After"] and error_of(body)[0] == "HANDOFF_FAILED"
+    assert [s["operationId"] for s in body["started"]] == [execute["operationId"]]
+    assert "same correlationId" in body["error"]["message"]
+
+
 def test_dry_run_is_200_with_the_plan() -> None:
     w = World()
     status, _, body = w.call(signed_post({"computeInstanceId": w.vm.id, "dryRun": True}))

@@ -25,8 +25,12 @@ class Sink:
         self.events.append(event)
 
 
+SINK = Sink()
+
+
 def dry_run(cloud: FakeCloud, body: dict[str, Any]) -> tuple[dict[str, Any], Sink]:
-    sink = Sink()
+    sink = SINK
+    sink.events.clear()
     ports = Ports(
         cloud=cloud,
         settings=Settings.model_validate({"FOLDER_ID": FOLDER, "FOLLOWUP_QUEUE_URL": "https://q.local/f"}),
@@ -75,3 +79,15 @@ def test_a_resource_that_cannot_be_read_leaves_the_plan_unflagged() -> None:
     reply, _ = dry_run(cloud, {"computeInstanceId": vms["c"], "policyId": policy})
     [planned] = reply["plan"]
     assert "wouldFail" not in planned
+
+
+def test_a_dry_run_that_cannot_start_emits_nothing() -> None:
+    # review finding: the request-level failure result came out of a dry run too
+    import pytest
+
+    from backups.errors import NothingMatched
+
+    cloud, policy, _ = fleet()
+    with pytest.raises(NothingMatched):
+        dry_run(cloud, {"instanceName": "ghost", "policyId": policy})
+    assert SINK.events == []
