@@ -442,3 +442,32 @@ class FakeQueue:
 
     def bodies(self, queue_url: str) -> list[str]:
         return [body for url, body, _ in self.sent if url == queue_url]
+
+
+class RecordingSink:
+    """A ResultSink that keeps what it is given; `down` makes it fail like a sink that gave up."""
+
+    def __init__(self, name: str = "queue") -> None:
+        self.name = name
+        self.events: list[Any] = []
+        self.down = False
+
+    def emit(self, event: Any) -> None:
+        if self.down:
+            from backups.ports import SinkError
+
+            raise SinkError("down")
+        self.events.append(event)
+
+
+def fake_deps(settings: Any, cloud: FakeCloud, queue: FakeQueue, clock: FakeClock, sink: RecordingSink) -> Any:
+    """handlers.deps.Deps over the fakes (one sink for every reply target)."""
+    from handlers.deps import Deps
+
+    return Deps(
+        settings=settings,
+        cloud_factory=lambda _settings, _context: cloud,
+        queue_factory=lambda: queue,
+        clock=clock,
+        sinks_factory=lambda _reply_to: [sink],
+    )

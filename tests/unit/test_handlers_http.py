@@ -18,11 +18,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from backups.models import ResultEvent
 from security.hmac_v1 import sign_webhook
 from security.http_auth import authorize
 from settings import Settings
-from tests.fakes import EPOCH, FakeClock, FakeCloud, FakeQueue
+from tests.fakes import EPOCH, FakeClock, FakeCloud, FakeQueue, RecordingSink, fake_deps
 from tests.signers import slack_headers
 from triggers.model import HttpRequest, InboundMessage, Invocation
 from ycloud.errors import CloudError
@@ -32,16 +31,6 @@ SLACK_SECRET = "slack-signing-secret-abcdef"
 FOLDER = "b1gfolder"
 NOW = int(EPOCH.timestamp())
 FORM = "application/x-www-form-urlencoded"
-
-
-class RecordingSink:
-    name = "recording"
-
-    def __init__(self) -> None:
-        self.events: list[ResultEvent] = []
-
-    def emit(self, event: ResultEvent) -> None:
-        self.events.append(event)
 
 
 class World:
@@ -59,13 +48,7 @@ class World:
         self.settings = Settings.from_env({k: v for k, v in (base | env).items() if v is not None})
 
     def deps(self) -> Deps:
-        return Deps(
-            settings=self.settings,
-            cloud_factory=lambda settings, context: self.cloud,
-            queue_factory=lambda: self.queue,
-            clock=self.clock,
-            sinks_factory=lambda reply_to: [self.sink],
-        )
+        return fake_deps(self.settings, self.cloud, self.queue, self.clock, self.sink)
 
     def call(self, invocation: Invocation) -> tuple[int, dict[str, str], dict[str, Any]]:
         reply = handle_http(invocation, None, self.deps())

@@ -20,11 +20,10 @@ from handlers.deps import Deps
 
 from backups.errors import RedeliveryRequested
 from backups.handoff import FollowupTicket, Redelivery
-from backups.models import ResultEvent, TriggerInfo
-from backups.ports import SinkError
+from backups.models import TriggerInfo
 from backups.target import BackupTarget, idempotency_key
 from settings import Settings
-from tests.fakes import FakeClock, FakeCloud, FakeQueue
+from tests.fakes import FakeClock, FakeCloud, FakeQueue, RecordingSink, fake_deps
 from tests.unit.test_triggers_samples import load_event
 from ycloud.errors import CloudError
 
@@ -36,26 +35,13 @@ FOLLOWUP_DLQ = "https://queue.local/followups-dlq"
 KEY = "handoff-key-0123456789"
 
 
-class Sink:
-    name = "queue"
-
-    def __init__(self) -> None:
-        self.events: list[ResultEvent] = []
-        self.down = False
-
-    def emit(self, event: ResultEvent) -> None:
-        if self.down:
-            raise SinkError("down")
-        self.events.append(event)
-
-
 class World:
     def __init__(self, **env: str | None) -> None:
         self.cloud = FakeCloud()
         self.policy = self.cloud.add_policy("Default daily", folder_id=FOLDER)
         self.vm = self.cloud.add_instance(name="web1", folder_id=FOLDER)
         self.cloud.apply_now(self.policy.id, self.vm.id)
-        self.queue, self.sink, self.clock = FakeQueue(), Sink(), FakeClock()
+        self.queue, self.sink, self.clock = FakeQueue(), RecordingSink(), FakeClock()
         base: dict[str, str | None] = {
             "FOLDER_ID": FOLDER,
             "REQUEST_QUEUE_URL": REQUESTS,
@@ -69,13 +55,7 @@ class World:
         self.settings = Settings.from_env({k: v for k, v in (base | env).items() if v is not None})
 
     def deps(self) -> Deps:
-        return Deps(
-            settings=self.settings,
-            cloud_factory=lambda settings, context: self.cloud,
-            queue_factory=lambda: self.queue,
-            clock=self.clock,
-            sinks_factory=lambda reply_to: [self.sink],
-        )
+        return fake_deps(self.settings, self.cloud, self.queue, self.clock, self.sink)
 
     def request(self, **fields: Any) -> str:
         return json.dumps({"computeInstanceId": self.vm.id, "policyId": self.policy.id} | fields)

@@ -6,29 +6,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from backups.models import ResultEvent, TriggerInfo
+from backups.models import TriggerInfo
 from backups.run import Ports, run_request
 from settings import Settings
-from tests.fakes import FakeClock, FakeCloud, FakeQueue
+from tests.fakes import FakeClock, FakeCloud, FakeQueue, RecordingSink
 from ycloud.errors import CloudError
 
 FOLDER = "b1gfolder"
 
 
-class Sink:
-    name = "queue"
-
-    def __init__(self) -> None:
-        self.events: list[ResultEvent] = []
-
-    def emit(self, event: ResultEvent) -> None:
-        self.events.append(event)
+SINK = RecordingSink()
 
 
-SINK = Sink()
-
-
-def dry_run(cloud: FakeCloud, body: dict[str, Any]) -> tuple[dict[str, Any], Sink]:
+def dry_run(cloud: FakeCloud, body: dict[str, Any]) -> tuple[dict[str, Any], RecordingSink]:
     sink = SINK
     sink.events.clear()
     ports = Ports(

@@ -14,7 +14,7 @@ from adapters.sqs import SqsQueue
 from backups.errors import HandOffFailed, RequestInvalid
 from backups.events import failed_start_event
 from backups.handoff import FanoutMessage, FollowupTicket, read_fanout
-from backups.models import ReplyTarget, ResultEvent, TriggerInfo
+from backups.models import ReplyTarget, TriggerInfo
 from backups.ports import QueueError
 from backups.report import StartReport
 from backups.request import BackupRequest, build_request, read_body
@@ -22,7 +22,7 @@ from backups.run import Ports, run_request, start_backups
 from backups.target import IDEMPOTENCY_NAMESPACE, BackupTarget, Failed, target_key
 from settings import Settings
 from tests.conftest import drain
-from tests.fakes import EPOCH, FakeClock, FakeCloud, FakeQueue
+from tests.fakes import EPOCH, FakeClock, FakeCloud, FakeQueue, RecordingSink
 from ycloud.errors import CloudError
 
 FOLDER = "b1gfolder"
@@ -567,17 +567,11 @@ def test_target_key_agrees_with_results() -> None:
 # --- forged fan-out messages -----------------------------------------------------------------------------
 
 
-class Sink:
-    name = "log"
-
-    def __init__(self) -> None:
-        self.events: list[ResultEvent] = []
-
-    def emit(self, event: ResultEvent) -> None:
-        self.events.append(event)
+def RecordingSink("log") -> RecordingSink:
+    return RecordingSink("log")
 
 
-def _ports(cloud: FakeCloud, s: Settings, queue: FakeQueue, sink: Sink) -> Ports:
+def _ports(cloud: FakeCloud, s: Settings, queue: FakeQueue, sink: RecordingSink) -> Ports:
     clock = FakeClock()
     return Ports(cloud=cloud, settings=s, queue=queue, sinks=lambda _reply: [sink], clock=clock, sleep=clock.sleep)
 
@@ -621,7 +615,7 @@ def _tampered(cloud: FakeCloud) -> dict[str, Any]:
     ids=["unsigned", "forged", "tampered", "no-secret", "v1"],
 )
 def test_forged_fanout_message_is_refused_and_starts_nothing(make: Any, secret: str | None, words: str) -> None:
-    cloud, queue, sink = FakeCloud(), FakeQueue(), Sink()
+    cloud, queue, sink = FakeCloud(), FakeQueue(), RecordingSink("log")
     body = make(cloud)
     s = settings(**({"HANDOFF_SECRET": secret} if secret else {}))
     before = cloud.calls
@@ -639,7 +633,7 @@ def test_forged_fanout_message_is_refused_and_starts_nothing(make: Any, secret: 
 
 
 def test_signed_fanout_message_from_the_request_queue_starts_its_target() -> None:
-    cloud, queue, sink = FakeCloud(), FakeQueue(), Sink()
+    cloud, queue, sink = FakeCloud(), FakeQueue(), RecordingSink("log")
     message, pid, iid = _fanout(cloud)
     body = message.signed(SECRET).model_dump_json(by_alias=True, exclude_none=True)
     ports = _ports(cloud, settings(HANDOFF_SECRET=SECRET), queue, sink)
