@@ -567,10 +567,6 @@ def test_target_key_agrees_with_results() -> None:
 # --- forged fan-out messages -----------------------------------------------------------------------------
 
 
-def RecordingSink("log") -> RecordingSink:
-    return RecordingSink("log")
-
-
 def _ports(cloud: FakeCloud, s: Settings, queue: FakeQueue, sink: RecordingSink) -> Ports:
     clock = FakeClock()
     return Ports(cloud=cloud, settings=s, queue=queue, sinks=lambda _reply: [sink], clock=clock, sleep=clock.sleep)
