@@ -2,7 +2,7 @@
 
 Two measurements of the same schedule (`backups.schedule.next_delay`, default settings: first check at 30 s,
 delays 10..900 s):
-- `simulated()`: `backups.schedule.simulate_polls` for every progress mode it supports and three durations
+- `simulated()`: `bench.simulate.simulate_polls` for every progress mode it supports and three durations
   (noisy: the worst of `noisy_seeds` seeds, as the schedule's docstring reports it);
 - `on_emulator()`: the real follow-up (`backups.followup.follow`) against the emulator through the real client,
   with a manual clock moved by each delay the follow-up chose, so a 2-hour backup takes well under a second.
@@ -39,7 +39,7 @@ def judge(duration_s: int, polls: int, lag_s: float) -> bool:
 
 
 def simulated(noisy_seeds: int = 30) -> list[dict[str, Any]]:
-    from backups.schedule import PROGRESS_MODES, simulate_polls
+    from bench.simulate import PROGRESS_MODES, simulate_polls
 
     settings = _settings()
     rows = []
@@ -154,7 +154,7 @@ def follow_on_emulator(duration_s: int, progress_mode: str = "number", max_polls
 
 def on_emulator(modes: Sequence[tuple[str, str]] = (("number", "linear"), ("none", "none"))) -> list[dict[str, Any]]:
     """For each (emulator progress mode, the simulator mode it corresponds to) and duration: emulator vs sim."""
-    from backups.schedule import simulate_polls
+    from bench.simulate import simulate_polls
 
     settings = _settings()
     rows = []

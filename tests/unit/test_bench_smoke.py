@@ -5,9 +5,9 @@ Not a timed test: nothing here asserts on speed; `make bench` measures, docs/BEN
 
 from __future__ import annotations
 
-from backups.schedule import PROGRESS_MODES
 from bench import polls
 from bench.run import goals, table
+from bench.simulate import PROGRESS_MODES
 
 
 def test_given_the_default_schedule_when_simulated_then_every_mode_and_duration_has_a_row() -> None:
