@@ -73,14 +73,21 @@ def machine_info() -> dict[str, Any]:
 # --- collecting ---------------------------------------------------------------------------------------------
 
 
-def run_all(cold_runs: int, quick: bool = False) -> dict[str, Any]:
+def run_all(
+    cold_runs: int, quick: bool = False, cpu_runs: int = 3, cpu_sizes: tuple[int, ...] = (), only: str = "all"
+) -> dict[str, Any]:
     """Every figure; `cold_runs` fresh interpreters per import case (and per first/Slack cold invocation: 5)."""
-    from bench import coldstart, polls
+    from bench import coldpaths, coldstart, polls
     from bench.servers import BenchServers
     from local.emulator.seed import DEMO_FOLDER_ID, INSTANCE_PROD_DB
 
     figures: dict[str, Any] = {}
     fresh_runs = 3 if quick else 5
+    if only == "cpu":
+        with BenchServers(sizes=(1,)) as servers:
+            _say(f"cold paths under the CPU share: {cpu_runs} round(s) of fresh processes ...")
+            figures["cold_paths"] = coldpaths.measure(servers, runs=cpu_runs, extra_sizes=cpu_sizes)
+        return figures
     _say("cold start: fresh interpreters ...")
     figures["cold_start"] = coldstart.measure(runs=cold_runs)
     _say("poll economy: simulator and emulator ...")
@@ -143,6 +150,9 @@ def run_all(cold_runs: int, quick: bool = False) -> dict[str, Any]:
         figures["warm_per_target"] = load["per_target"]
         figures["throughput"] = load["throughput"]
         figures["fanout"] = load["fanout"]
+
+        _say(f"cold paths under the CPU share: {cpu_runs} round(s) of fresh processes ...")
+        figures["cold_paths"] = coldpaths.measure(servers, runs=cpu_runs, extra_sizes=cpu_sizes)
     return figures
 
 
@@ -193,6 +203,18 @@ def goals(f: dict[str, Any]) -> list[dict[str, Any]]:
     def add(figure: str, name: str, measured: str, goal: str, ok: bool | None) -> None:
         rows.append({"figure": figure, "name": name, "measured": measured, "goal": goal, "pass": ok})
 
+    if "cold_start" in f:
+        _cold_rows(f, add)
+    if "cold_paths" in f:
+        from bench.coldpaths import goal_rows
+
+        for name, measured, goal, ok in goal_rows(f["cold_paths"]):
+            add("8", name, measured, goal, ok)
+    return rows
+
+
+def _cold_rows(f: dict[str, Any], add: Any) -> None:
+    """Figures 1 to 7 (one full run)."""
     cold = f["cold_start"]
     cases = cold["cases"]
     base = cases["eager_baseline"]["median_ms"]
@@ -331,7 +353,6 @@ def goals(f: dict[str, Any]) -> list[dict[str, Any]]:
         f"< {MEMORY_MAX_MB:.0f} MB",
         mem["peak_rss_mb"] < MEMORY_MAX_MB and mem["started"] == TARGETS,
     )
-    return rows
 
 
 def _num(value: float | None) -> str:
@@ -365,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-runs", type=int, default=7, help="fresh processes per cold-start case (>= 5)")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, no moto fan-out (a smoke run)")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--cpu-runs", type=int, default=3, help="rounds of figure 8 (the CPU-share cold paths)")
+    parser.add_argument(
+        "--cpu-sizes", type=int, nargs="*", default=[], help="memory sizes (MB) for figure 8 besides 128, 256, deployed"
+    )
+    parser.add_argument("--only", choices=("all", "cpu"), default="all", help="cpu: figure 8 alone")
     args = parser.parse_args(argv)
     if args.cold_runs < 5:
         parser.error("--cold-runs must be at least 5")
@@ -372,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     _prepare_path()
     started = time.perf_counter()
     machine = machine_info()
-    figures = run_all(args.cold_runs, quick=args.quick)
+    cpu_runs = 1 if args.quick else args.cpu_runs
+    figures = run_all(args.cold_runs, args.quick, cpu_runs, tuple(args.cpu_sizes), args.only)
     rows = goals(figures)
     summary = {
         "passed": sum(1 for r in rows if r["pass"] is True),

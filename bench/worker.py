@@ -78,6 +78,14 @@ def ms(seconds: float) -> float:
     return round(seconds * 1000.0, 1)
 
 
+def enter_quota() -> None:
+    """The "aws" CPU model: init done, the invocation runs under the memory's CPU share (bench.cpu)."""
+    procs = os.environ.get("BENCH_CPU_JOIN")
+    if procs:
+        with open(procs, "w", encoding="ascii") as fh:
+            fh.write(str(os.getpid()))
+
+
 class Context:
     """The attributes both platforms give a handler (enough for the client's deadline and the logger)."""
 
@@ -145,6 +153,16 @@ def timer_event(payload: dict[str, Any], trigger_id: str) -> dict[str, Any]:
             }
         ]
     }
+
+
+def queue_event(body: str, message_id: str) -> dict[str, Any]:
+    """A Yandex Message Queue trigger's event carrying one message (the shape of events/yc-message-queue.json)."""
+    event: dict[str, Any] = json.loads(_read(os.path.join(ROOT, "events", "yc-message-queue.json")))
+    message = event["messages"][0]["details"]["message"]
+    message["body"] = body
+    message["message_id"] = message_id
+    message.pop("md5_of_body", None)
+    return event
 
 
 def slack_event(secret: str, text: str, trigger_id: str) -> dict[str, Any]:
@@ -262,9 +280,21 @@ def first(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     import app
 
+    t_init = time.perf_counter()
+    enter_quota()
+    cpu = time.process_time()
     t1 = time.perf_counter()
     reply = app.trigger_handler(event, Context())
     t2 = time.perf_counter()
+    cpu_call = time.process_time() - cpu
+    if spec.get("once"):
+        return {
+            "spawn_to_reply_ms": ms(time.time() - float(os.environ["BENCH_SPAWN_TIME"])),
+            "import_ms": ms(t_init - t0),
+            "first_invocation_ms": ms(t2 - t1),
+            "call_cpu_ms": ms(cpu_call),
+            "started": [started_count(reply)],
+        }
     loaded = sorted(name for name in HEAVY if name in sys.modules)
     next_day()
     event["messages"][0]["event_metadata"]["event_id"] = "a1s41g2n5g0oqbench02"
@@ -272,7 +302,7 @@ def first(spec: dict[str, Any]) -> dict[str, Any]:
     again = app.trigger_handler(event, Context())
     t4 = time.perf_counter()
     return {
-        "import_ms": ms(t1 - t0),
+        "import_ms": ms(t_init - t0),
         "first_invocation_ms": ms(t2 - t1),
         "second_invocation_ms": ms(t4 - t3),
         "started": [started_count(reply), started_count(again)],
@@ -289,10 +319,14 @@ def slack(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     import app
 
+    t_init = time.perf_counter()
+    enter_quota()
+    cpu = time.process_time()
     t1 = time.perf_counter()
     reply = app.trigger_handler(event, Context())
     t2 = time.perf_counter()
     t_reply = time.time()
+    cpu_call = time.process_time() - cpu
     replies = [reply]
     warm: list[float] = []
     for i in range(int(spec["warm_runs"])):
@@ -305,14 +339,48 @@ def slack(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "spawn_to_reply_ms": ms(t_reply - float(os.environ["BENCH_SPAWN_TIME"])),
         "interpreter_ms": ms(T_PROCESS - float(os.environ["BENCH_SPAWN_TIME"])),
-        "import_ms": ms(t1 - t0),
+        "import_ms": ms(t_init - t0),
         "first_invocation_ms": ms(t2 - t1),
+        "call_cpu_ms": ms(cpu_call),
         "warm_ms": [ms(w) for w in warm],
         "warm_median_ms": ms(median(warm)) if warm else None,
         "status_codes": sorted({r.get("statusCode") for r in replies if isinstance(r, dict)}),
         "started_replies": sum(1 for t in texts if "started" in t),
         "replies": len(replies),
         "sample_reply": texts[0][:120],
+    }
+
+
+def followup(spec: dict[str, Any]) -> dict[str, Any]:
+    """A fresh instance's first follow-up invocation: one ticket (spec["body"]) as a Message Queue trigger event."""
+    event = queue_event(spec["body"], "bench-followup")
+    t0 = time.perf_counter()
+    import app
+
+    t_init = time.perf_counter()
+    enter_quota()
+    cpu = time.process_time()
+    t1 = time.perf_counter()
+    reply = app.followup_handler(event, Context())
+    t2 = time.perf_counter()
+    return {
+        "spawn_to_reply_ms": ms(time.time() - float(os.environ["BENCH_SPAWN_TIME"])),
+        "import_ms": ms(t_init - t0),
+        "first_invocation_ms": ms(t2 - t1),
+        "call_cpu_ms": ms(time.process_time() - cpu),
+        "reply": reply if isinstance(reply, dict) else None,
+    }
+
+
+def baseline(spec: dict[str, Any]) -> dict[str, Any]:
+    """The eager baseline's imports (bench.coldstart.EAGER_BASELINE) in this process, timed, under its quota."""
+    cpu = time.process_time()
+    t0 = time.perf_counter()
+    exec(compile(spec["code"], "<eager baseline>", "exec"), {})  # the bench's own constant
+    return {
+        "spawn_to_reply_ms": ms(time.time() - float(os.environ["BENCH_SPAWN_TIME"])),
+        "import_ms": ms(time.perf_counter() - t0),
+        "import_cpu_ms": ms(time.process_time() - cpu),
     }
 
 
@@ -460,6 +528,8 @@ def load(spec: dict[str, Any]) -> dict[str, Any]:
 SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "first": first,
     "slack": slack,
+    "followup": followup,
+    "baseline": baseline,
     "memory": memory,
     "load": load,
 }

@@ -1,0 +1,176 @@
+"""Figure 8: the cold paths under the platform's CPU share (bench.cpu), with 30 ms of API latency.
+
+For each memory size (128 MB, 256 MB and whatever template.yaml and deploy/yandex/deploy-yc.sh deploy) and each
+CPU model ("aws": init unthrottled, the invocation under the quota; "throttled": the whole process under it),
+fresh worker processes measure:
+
+- `slack`: a signed slash command, spawn to reply (interpreter, `import app`, the first call);
+- `first`: a timer trigger's first invocation (events/yc-timer.json: one instance, Execute, one ticket);
+- `followup`: a follow-up's first invocation (one ticket of a finished backup: Operation.Get, the result event);
+- `baseline`: the eager baseline's imports (bench.coldstart.EAGER_BASELINE), whole process under the quota.
+
+Runs are interleaved (every size, model and scenario once, then again) so a busy moment of the shared machine
+hits them alike; the median of `runs` is reported. Where cgroups cannot be created, the reason is kept and every
+scenario runs once per round unthrottled (model "unthrottled").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+from bench import coldstart
+from bench.cpu import MB_PER_VCPU, MODELS, PERIOD_US, CpuQuotas, quota_us, vcpu_share
+
+ROOT = Path(__file__).resolve().parent.parent
+LATENCY_S = 0.030
+BASE_SIZES = (128, 256)
+SCENARIOS = ("slack", "first", "followup")
+# Goals (issue 13), at the deployed memory size.
+SLACK_MAX_MS = {"aws": 600.0, "throttled": 1500.0}
+FIRST_INVOCATION_MAX_MS = {"aws": 1000.0}
+
+
+def deployed_sizes(root: Path = ROOT) -> dict[str, int]:
+    """The memory sizes the deployment files use: template.yaml's MemorySize and deploy-yc.sh's MEMORY default."""
+    sizes: dict[str, int] = {}
+    template = (root / "template.yaml").read_text(encoding="utf-8")
+    if found := re.search(r"^\s*MemorySize:\s*(\d+)\s*$", template, re.MULTILINE):
+        sizes["template.yaml"] = int(found.group(1))
+    script = (root / "deploy" / "yandex" / "deploy-yc.sh").read_text(encoding="utf-8")
+    if found := re.search(r"^MEMORY=\$\{MEMORY:-(\d+)([mg])\}", script, re.MULTILINE):
+        number, unit = int(found.group(1)), found.group(2)
+        sizes["deploy-yc.sh"] = number * 1024 if unit == "g" else number
+    return sizes
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 1) if values else None
+
+
+def measure(servers: Any, runs: int = 3, extra_sizes: tuple[int, ...] = ()) -> dict[str, Any]:
+    """Every (size, model, scenario) `runs` times in fresh processes; medians and the raw runs."""
+    from local.emulator.seed import DEMO_FOLDER_ID, INSTANCE_PROD_DB
+
+    deployed = deployed_sizes()
+    sizes = sorted({*BASE_SIZES, *deployed.values(), *extra_sizes})
+    slack_env = servers.env("stub", SLACK_SIGNING_SECRET=os.urandom(16).hex(), CHAT_ALLOWED_FOLDERS=DEMO_FOLDER_ID)
+    envs = {
+        "slack": slack_env,
+        "first": servers.env("stub"),
+        "followup": servers.env("stub", RESULT_QUEUE_URL=servers.queues["stub:results"]),
+    }
+    specs: dict[str, dict[str, Any]] = {
+        "slack": {"text": INSTANCE_PROD_DB, "warm_runs": 0},
+        "first": {"once": True},
+        "followup": {"body": servers.followup_ticket()},
+        "baseline": {"code": coldstart.EAGER_BASELINE},
+    }
+    samples: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
+    with CpuQuotas(sizes) as quotas:
+        models = MODELS if quotas.unavailable is None else ("unthrottled",)
+        plan = [
+            (mb, model, scenario)
+            for mb in (sizes if quotas.unavailable is None else [0])
+            for model in models
+            for scenario in SCENARIOS
+        ]
+        plan += [(mb, models[-1], "baseline") for mb in (sizes if quotas.unavailable is None else [0])]
+        for name in ("slack", "first", "followup", "baseline"):  # untimed: .pyc files, the emulator warm
+            servers.spawn(name, specs[name], envs.get(name, envs["first"]))
+        servers.set_latency(LATENCY_S)
+        try:
+            for _ in range(runs):
+                for mb, model, scenario in plan:
+                    servers.next_day()
+                    env = dict(envs.get(scenario, envs["first"]))
+                    preexec = None
+                    if model == "aws":
+                        env["BENCH_CPU_JOIN"] = quotas.procs_file(mb) or ""
+                    elif model == "throttled":
+                        preexec = quotas.preexec(mb)
+                    result = servers.spawn(scenario, specs[scenario], env, timeout=300, preexec_fn=preexec)
+                    samples.setdefault((mb, model, scenario), []).append(result)
+        finally:
+            servers.set_latency(0.0)
+        unavailable = quotas.unavailable
+    cases = []
+    for (mb, model, scenario), results in samples.items():
+        cases.append(
+            {
+                "memory_mb": mb or None,
+                "vcpu": round(vcpu_share(mb), 4) if mb else None,
+                "quota_us": quota_us(mb) if mb else None,
+                "model": model,
+                "scenario": scenario,
+                "deployed": mb in deployed.values(),
+                "runs": results,
+                "spawn_to_reply_ms": _median([r["spawn_to_reply_ms"] for r in results]),
+                "import_ms": _median([r["import_ms"] for r in results]),
+                "invocation_ms": _median([r["first_invocation_ms"] for r in results if "first_invocation_ms" in r]),
+                "cpu_ms": _median([r.get("call_cpu_ms", r.get("import_cpu_ms", 0.0)) for r in results]),
+                "ok": all(_ok(scenario, r) for r in results),
+            }
+        )
+    return {
+        "cgroups": unavailable is None,
+        "unavailable": unavailable,
+        "period_us": PERIOD_US,
+        "mb_per_vcpu": MB_PER_VCPU,
+        "latency_ms": LATENCY_S * 1000.0,
+        "sizes": sizes,
+        "deployed": deployed,
+        "runs": runs,
+        "cases": cases,
+    }
+
+
+def _ok(scenario: str, result: dict[str, Any]) -> bool:
+    """The scenario did its work: the Slack reply said started, the trigger started one, the follow-up finished."""
+    if scenario == "slack":
+        return bool(result.get("started_replies") == 1 and result.get("status_codes") == [200])
+    if scenario == "first":
+        return bool(result.get("started") == [1])
+    if scenario == "followup":
+        reply = result.get("reply")
+        return isinstance(reply, dict) and not reply.get("batchItemFailures")
+    return True
+
+
+def goal_rows(figure: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """(name, measured, goal, pass) per case, in table order; goals apply at the deployed size only."""
+    rows: list[tuple[str, str, str, bool | None]] = []
+    if not figure["cgroups"]:
+        rows.append(("CPU quota", f"unavailable: {figure['unavailable']}", "figures below are unthrottled", None))
+    order = {name: i for i, name in enumerate((*SCENARIOS, "baseline"))}
+    cases = sorted(figure["cases"], key=lambda c: (c["memory_mb"] or 0, order[c["scenario"]], c["model"]))
+    for c in cases:
+        size = f"{c['memory_mb']} MB" if c["memory_mb"] else "full core"
+        label = f"{size} {c['model']}"
+        deployed = c["deployed"] and figure["cgroups"]
+        if c["scenario"] == "slack":
+            limit = SLACK_MAX_MS.get(c["model"])
+            measured = (
+                f"{c['spawn_to_reply_ms']:.0f} ms (init {c['import_ms']:.0f}, call {c['invocation_ms']:.0f}, "
+                f"call CPU {c['cpu_ms']:.0f})"
+            )
+            judged = c["spawn_to_reply_ms"] <= limit and c["ok"] if limit and deployed else None
+            goal = f"<= {limit:.0f} ms (deployed size)" if limit and deployed else "info"
+            rows.append((f"Slack cold ack, {label}", measured, goal, judged))
+        elif c["scenario"] in ("first", "followup"):
+            limit = FIRST_INVOCATION_MAX_MS.get(c["model"])
+            what = "timer first invocation" if c["scenario"] == "first" else "follow-up first invocation"
+            measured = (
+                f"{c['invocation_ms']:.0f} ms (init {c['import_ms']:.0f}, call CPU {c['cpu_ms']:.0f}; "
+                f"spawn to reply {c['spawn_to_reply_ms']:.0f})"
+            )
+            judged = c["invocation_ms"] <= limit and c["ok"] if limit and deployed else None
+            goal = f"<= {limit:.0f} ms (deployed size)" if limit and deployed else "info"
+            rows.append((f"{what}, {label}", measured, goal, judged))
+        else:
+            measured = f"{c['import_ms']:.0f} ms (CPU {c['cpu_ms']:.0f})"
+            rows.append((f"eager baseline import, {size} {c['model']}", measured, "reference", None))
+    return rows
