@@ -167,7 +167,9 @@ def goal_rows(figure: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]
             what = "timer first invocation" if c["scenario"] == "first" else "follow-up first invocation"
             measured = (
                 f"{c['invocation_ms']:.0f} ms (init {c['import_ms']:.0f}, call CPU {c['cpu_ms']:.0f}; "
-                f"spawn to reply {c['spawn_to_reply_ms']:.0f})"
+                f"spawn to reply {c['spawn_to_reply_ms']:.0f}"
+                + (f"; warm {c['warm_ms']:.0f}" if c.get("warm_ms") is not None else "")
+                + ")"
             )
             judged = c["invocation_ms"] <= limit and c["ok"] if limit and deployed else None
             goal = f"<= {limit:.0f} ms (deployed size)" if limit and deployed else "info"

@@ -55,7 +55,8 @@ def _own_group(root: Path) -> Path:
         for line in Path("/proc/self/cgroup").read_text(encoding="ascii").splitlines():
             _, controllers, path = line.split(":", 2)
             if "cpu" in controllers.split(","):
-                return root / path.lstrip("/")
+                group = root / path.lstrip("/")
+                return group if group.is_dir() else root
     except (OSError, ValueError):
         pass
     return root
