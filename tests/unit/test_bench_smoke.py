@@ -22,7 +22,11 @@ def test_given_the_default_schedule_when_simulated_then_every_mode_and_duration_
 def test_the_goals_judge_polls_and_lag() -> None:
     assert polls.judge(7200, 12, 700.0) is True
     assert polls.judge(7200, 13, 10.0) is False  # over the poll budget
-    assert polls.judge(60, 30, 7.0) is False  # later than 10% of the duration
+    assert polls.judge(7200, 12, 721.0) is False  # later than 10% of 2 hours
+    assert polls.judge(600, 3, 61.0) is False  # later than 10% of the duration
+    assert polls.judge(60, 3, 7.0) is True  # within the 10 s minimum delay
+    assert polls.judge(60, 3, 11.0) is False
+    assert polls.judge(60, 3, float("inf")) is False  # timed out
     assert polls.judge(600, 40, 1.0) is True  # the poll budget is for the 2-hour backup
 
 
