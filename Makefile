@@ -11,7 +11,7 @@ EVENT ?=
 help:
 	@echo "make run      - trigger a backup on the local emulator, follow it, print the result event"
 	@echo "make test     - lint, types and the whole test suite"
-	@echo "make bench    - benchmarks; writes bench/results.json"
+	@echo "make bench    - benchmarks; writes bench/results.json (untracked); BENCH_ARGS=\"--only cpu\" for figure 8 alone"
 	@echo "make emulator - the local Yandex Cloud emulator on port 8710"
 	@echo "make package  - the Yandex Cloud Functions zip in dist/"
 
@@ -38,7 +38,7 @@ test: lint types
 check: test
 
 bench: $(STAMP)
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 emulator: $(STAMP)
 	$(PY) -m local.emulator --port 8710
