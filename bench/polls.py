@@ -108,8 +108,10 @@ class _Sink:
 def follow_on_emulator(duration_s: int, progress_mode: str = "number", max_polls: int = 200) -> dict[str, Any]:
     """Start one backup of `duration_s` on a fresh emulator and follow it to its end; polls, lag, status."""
     from backups.followup import follow
-    from backups.models import FollowupTicket, TriggerInfo
+    from backups.handoff import FollowupTicket
+    from backups.models import TriggerInfo
     from backups.schedule import first_delay
+    from backups.target import BackupTarget
     from local.emulator import EmulatorConfig, ManualClock, start_emulator
     from local.emulator.seed import INSTANCE_PROD_DB, POLICY_DAILY
     from ycloud.client import YandexCloud
@@ -125,9 +127,12 @@ def follow_on_emulator(duration_s: int, progress_mode: str = "number", max_polls
         started = clock()
         ticket = FollowupTicket(
             operation_id=operation.id,
-            policy_id=POLICY_DAILY,
-            compute_instance_id=INSTANCE_PROD_DB,
-            trigger=TriggerInfo(source="bench", trigger_id=f"bench-polls-{duration_s}"),
+            target=BackupTarget(
+                trigger=TriggerInfo(source="bench", trigger_id=f"bench-polls-{duration_s}"),
+                asked=f"computeInstanceId={INSTANCE_PROD_DB}",
+                policy_id=POLICY_DAILY,
+                compute_instance_id=INSTANCE_PROD_DB,
+            ),
             started_at=fn_clock.now(),
             deadline=fn_clock.now() + timedelta(seconds=settings.followup_deadline_seconds),
         )

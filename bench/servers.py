@@ -121,8 +121,9 @@ class BenchServers:
         import uuid
         from datetime import UTC, datetime, timedelta
 
-        from backups.followup import ticket_body
-        from backups.models import FollowupTicket, TriggerInfo
+        from backups.handoff import FollowupTicket
+        from backups.models import TriggerInfo
+        from backups.target import BackupTarget
         from local.emulator.seed import INSTANCE_PROD_DB, POLICY_DAILY
         from settings import Settings
         from ycloud.client import YandexCloud
@@ -133,13 +134,16 @@ class BenchServers:
         now = datetime.now(UTC)
         ticket = FollowupTicket(
             operation_id=operation.id,
-            policy_id=POLICY_DAILY,
-            compute_instance_id=INSTANCE_PROD_DB,
-            trigger=TriggerInfo(source="bench", trigger_id="bench-followup"),
+            target=BackupTarget(
+                trigger=TriggerInfo(source="bench", trigger_id="bench-followup"),
+                asked=f"computeInstanceId={INSTANCE_PROD_DB}",
+                policy_id=POLICY_DAILY,
+                compute_instance_id=INSTANCE_PROD_DB,
+            ),
             started_at=now,
             deadline=now + timedelta(hours=6),
         )
-        return ticket_body(ticket)
+        return ticket.body()
 
     def queue_depth(self, sqs: str, name: str) -> int:
         """Messages on one of the bench queues, as the queue itself counts them."""

@@ -77,16 +77,21 @@ def trace_polls(
     duration_s: float, progress_mode: str, settings: Settings, *, seed: int = 0
 ) -> tuple[int, float, list[tuple[float, float | None]]]:
     """`simulate_polls` with the checks themselves: `(seconds since start, percent read)` of each poll."""
-    from backups.models import FollowupTicket, TriggerInfo
+    from backups.handoff import FollowupTicket
+    from backups.models import TriggerInfo
     from backups.schedule import first_delay, next_delay, record_progress
+    from backups.target import BackupTarget
 
     curve = progress_curve(duration_s, progress_mode, seed=seed)
     start = datetime(2025, 1, 1, tzinfo=UTC)
     ticket = FollowupTicket(
         operation_id="op",
-        policy_id="policy",
-        compute_instance_id="instance",
-        trigger=TriggerInfo(source="direct", trigger_id="simulation"),
+        target=BackupTarget(
+            trigger=TriggerInfo(source="direct", trigger_id="simulation"),
+            asked="computeInstanceId=instance",
+            policy_id="policy",
+            compute_instance_id="instance",
+        ),
         started_at=start,
         deadline=start + timedelta(seconds=settings.followup_deadline_seconds),
     )

@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("FOLLOWUP_FIRST_DELAY_SECONDS", "1")
     os.environ.setdefault("FOLLOWUP_MIN_DELAY_SECONDS", "1")
     secret = os.environ.setdefault("WEBHOOK_SECRET", os.urandom(16).hex())
+    os.environ.setdefault("FANOUT_SECRET", os.urandom(16).hex())  # signs fan-out messages (backups.handoff)
     _say(f"queues     {endpoint}  (requests, followups, results, each with a dead-letter queue)")
 
     import app

@@ -100,7 +100,6 @@ class FakeCloud:
         self.default_page_size = default_page_size
         self.apply_polls = apply_polls  # operations.get calls before an Apply operation is done
         self.execute_delay = execute_delay  # seconds each Execute takes (to observe concurrency)
-        self.applications_by_folder = True  # False: list_applications(folder_id=...) answers UNIMPLEMENTED
         self.in_flight = 0
         self.max_in_flight = 0
         self._faults: list[_Fault] = []
@@ -238,35 +237,14 @@ class _Policies:
         applied = {pid for (pid, iid) in self._c.applications if iid == compute_instance_id}
         return [p.model_copy() for p in self._c.policies.values() if p.id in applied]
 
-    def list_applications(
-        self,
-        *,
-        policy_id: str | None = None,
-        folder_id: str | None = None,
-        compute_instance_id: str | None = None,
-        show_processing: bool = False,
-    ) -> builtins.list[PolicyApplication]:
+    def list_applications(self, *, policy_id: str, show_processing: bool = False) -> builtins.list[PolicyApplication]:
+        """The proto-valid form only: `GET /backup/v1/policies/{policyId}/applications`."""
         c = self._c
-        c._call(
-            "policies.list_applications",
-            policy_id=policy_id,
-            folder_id=folder_id,
-            compute_instance_id=compute_instance_id,
-            show_processing=show_processing,
-        )
-        if sum(1 for v in (policy_id, folder_id, compute_instance_id) if v) != 1:
-            raise CloudError(INVALID_ARGUMENT, "exactly one of policy_id, folderId, computeInstanceId is required")
+        c._call("policies.list_applications", policy_id=policy_id, show_processing=show_processing)
         with c._lock:
             apps = list(c.applications.values())
-        if policy_id:
-            c._policy(policy_id)
-            apps = [a for a in apps if a.policy_id == policy_id]
-        elif folder_id:
-            if not c.applications_by_folder:
-                raise CloudError(12, "listing applications by folder is not supported")
-            apps = [a for a in apps if c.policies.get(a.policy_id, Policy(id="-")).folder_id == folder_id]
-        else:
-            apps = [a for a in apps if a.compute_instance_id == compute_instance_id]
+        c._policy(policy_id)
+        apps = [a for a in apps if a.policy_id == policy_id]
         if not show_processing:
             apps = [a for a in apps if not a.is_processing]
         return [a.model_copy() for a in apps]

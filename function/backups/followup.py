@@ -22,25 +22,17 @@ event re-emitted with the same id: at-least-once, deduplicated by id).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from pydantic import ValidationError
-
 from backups import schedule
-from backups.models import FollowupTicket, ResultEvent
-from backups.ports import Clock, MessageQueue, QueueError, ResultSink
-from backups.results import (
-    EmitReport,
-    ProgressSink,
-    emit_result,
-    failed_result,
-    progress_message,
-    result_from_operation,
-    timed_out_result,
-)
+from backups.events import failed_result, result_event, result_from_operation, timed_out_result
+from backups.handoff import FollowupTicket
+from backups.models import ResultError, ResultEvent, TriggerInfo
+from backups.ports import Clock, MessageQueue, OperationsApi, QueueError, ResultSink
+from backups.results import EmitReport, ProgressSink, emit_result, progress_message
+from backups.target import BackupTarget
 from ycloud.errors import CloudError
 
 if TYPE_CHECKING:
@@ -48,12 +40,6 @@ if TYPE_CHECKING:
     from ycloud.models import Operation
 
 Action = Literal["rescheduled", "finished", "retry"]
-SUPPORTED_VERSION = 1
-MAX_TICKET_CHARS = 256 * 1024  # the queue's message size limit
-
-
-class OperationsApi(Protocol):
-    def get(self, operation_id: str) -> Operation: ...
 
 
 class CloudApi(Protocol):
@@ -61,10 +47,6 @@ class CloudApi(Protocol):
 
     @property
     def operations(self) -> OperationsApi: ...
-
-
-class MalformedTicket(ValueError):
-    """The message is not a follow-up ticket we can read: a poison message (log and drop, or dead-letter it)."""
 
 
 @dataclass(frozen=True)
@@ -84,42 +66,38 @@ class FollowOutcome:
         return self.action == "retry" or (self.emit is not None and not self.emit.ok)
 
 
-def parse_ticket(body_text: str | bytes) -> FollowupTicket:
-    """Read a follow-up ticket from a queue message body. `MalformedTicket` says what is wrong (never the body:
-    it may carry a Slack response_url)."""
-    if isinstance(body_text, bytes):
-        try:
-            body_text = body_text.decode("utf-8")
-        except UnicodeDecodeError:
-            raise MalformedTicket("follow-up ticket is not UTF-8 text") from None
-    if len(body_text) > MAX_TICKET_CHARS:
-        raise MalformedTicket(f"follow-up ticket is too large ({len(body_text)} characters)")
-    try:
-        data = json.loads(body_text)
-    except ValueError as exc:
-        raise MalformedTicket(
-            f"follow-up ticket is not JSON ({exc.__class__.__name__} at position {_pos(exc)})"
-        ) from None
-    if not isinstance(data, dict):
-        raise MalformedTicket(f"follow-up ticket must be a JSON object, not {type(data).__name__}")
-    if data.get("kind") != "followup":
-        raise MalformedTicket(f"not a follow-up ticket (kind {str(data.get('kind'))[:40]!r})")
-    version = data.get("version", 1)
-    if not isinstance(version, int) or version > SUPPORTED_VERSION:
-        raise MalformedTicket(f"unsupported follow-up ticket version {str(version)[:20]!r}")
-    try:
-        return FollowupTicket.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'ticket'}: {err['msg']}"
-            for err in exc.errors(include_input=False, include_url=False)[:5]
+def mismatch(ticket: FollowupTicket, operation: Operation) -> str | None:
+    """Why `operation` is not the backup the ticket names, or None. A ticket is only as good as the cloud confirms:
+    its operation must be an Execute of the ticket's policy on the ticket's instance."""
+    meta = operation.metadata
+    want = ticket.target
+    if meta.compute_instance_id != want.compute_instance_id or meta.policy_id != want.policy_id:
+        return (
+            f"operation {ticket.operation_id} is not a backup of instance {want.compute_instance_id} with policy "
+            f"{want.policy_id} (the ticket does not match the operation; it was not written by this function)"
         )
-        raise MalformedTicket(f"invalid follow-up ticket: {problems}") from None
+    return None
 
 
-def ticket_body(ticket: FollowupTicket) -> str:
-    """The queue message body of a ticket."""
-    return ticket.model_dump_json(by_alias=True, exclude_none=True)
+def refuse_ticket(
+    reason: str,
+    carrier: TriggerInfo,
+    *,
+    sinks: list[ResultSink],
+    settings: Settings,
+    clock: Clock,
+) -> EmitReport:
+    """A ticket that does not hold up ends in one failed result, reported as the queue message that carried it
+    (`carrier`): nothing it claims is believed, and nothing is called with its ids."""
+    target = BackupTarget(trigger=carrier, asked="ticket")
+    event = result_event(
+        target,
+        "failed",
+        finished_at=clock.now(),
+        error=ResultError(code="INVALID_TICKET", message=reason),
+        source=settings.result_event_source,
+    )
+    return emit_result(event, sinks, settings)
 
 
 def follow(
@@ -157,6 +135,10 @@ def follow(
         return _send_back(retried, delay, queue, settings, reason=f"transient {exc.name}", error=exc)
 
     now = clock.now()
+    wrong = mismatch(ticket, operation)
+    if wrong is not None:
+        event = failed_result(checked, code="TICKET_MISMATCH", message=wrong, grpc_code=None, now=now, source=source)
+        return _finish(checked, event, sinks, settings, reason="ticket does not match its operation")
     if operation.failed or operation.done:
         event = result_from_operation(checked, operation, now, source=source)
         return _finish(checked, event, sinks, settings, reason=event.data.status)
@@ -202,7 +184,7 @@ def _send_back(
     if not settings.followup_queue_url:
         raise RuntimeError("FOLLOWUP_QUEUE_URL is not set: a running operation cannot be followed further")
     try:
-        queue.send(settings.followup_queue_url, ticket_body(ticket), delay_seconds=delay)
+        queue.send(settings.followup_queue_url, ticket.body(), delay_seconds=delay)
     except QueueError as exc:
         return FollowOutcome(
             "retry",
@@ -234,7 +216,3 @@ def _to_deadline(ticket: FollowupTicket, now: datetime, settings: Settings) -> i
     seconds = (ticket.deadline - now).total_seconds() + schedule.DEADLINE_GRACE_SECONDS
     lower = max(settings.followup_min_delay_seconds, 1)
     return int(max(lower, min(seconds, schedule.QUEUE_MAX_DELAY_SECONDS)))
-
-
-def _pos(exc: ValueError) -> int:
-    return int(getattr(exc, "pos", 0) or 0)

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from backups.models import FollowupTicket, ProgressSample
+from backups.handoff import FollowupTicket, ProgressSample
 
 if TYPE_CHECKING:
     from settings import Settings

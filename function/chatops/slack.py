@@ -31,7 +31,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from backups.models import ID_PATTERN, INSTANCE_NAME_PATTERN, TEXT_PATTERN, BackupRequest, ReplyTarget
+from backups.models import ID_PATTERN, INSTANCE_NAME_PATTERN, TEXT_PATTERN, ReplyTarget
+from backups.request import BackupRequest
 from chatops.signing import (
     DEFAULT_MAX_BODY_BYTES,
     BadRequest,

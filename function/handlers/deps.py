@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from backups.models import ReplyTarget
 from backups.ports import Clock, MessageQueue, ResultSink, SystemClock
+from backups.run import Ports
 from settings import Settings
 
 if TYPE_CHECKING:
-    from backups.resolve import CloudApi
+    from backups.ports import CloudApi
 
 
 def _cloud_from_settings(settings: Settings, context: Any) -> CloudApi:
@@ -54,6 +55,16 @@ class Deps:
         if self._queue is None:
             self._queue = self.queue_factory()
         return self._queue
+
+    def ports(self, context: Any, cloud: CloudApi | None = None) -> Ports:
+        """The domain's ports for this invocation (`cloud`: one already built, e.g. bounded for Slack)."""
+        return Ports(
+            cloud=cloud if cloud is not None else self.cloud(context),
+            settings=self.settings,
+            queue=self.queue,
+            sinks=self.sinks,
+            clock=self.clock,
+        )
 
     def sinks(self, reply_to: ReplyTarget | None) -> list[ResultSink]:
         if self.sinks_factory is not None:

@@ -10,25 +10,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from backups.followup import follow, refuse_ticket
+from backups.handoff import MAX_TICKET_BYTES, MalformedTicket, parse_ticket
+from backups.models import TriggerInfo
+from handlers.batch import queue_reply
 from handlers.deps import Deps
 from observability import get_logger
 from triggers.detect import parse_event
 from triggers.model import TriggerError
+from triggers.queue import refused_event_reply
 
 
 def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
-    from backups.followup import MalformedTicket, follow, parse_ticket
-    from handlers.trigger import queue_reply
-
     deps = deps or Deps.from_env()
     log = get_logger()
     log.clear_state()  # keys appended by the previous (warm) invocation must not label this one's lines
     try:
         # Tickets may be larger than a request (progress samples, a reply target): allow the queue's own limit.
-        invocation = parse_event(event, context, max_body_bytes=256 * 1024)
+        invocation = parse_event(event, context, max_body_bytes=MAX_TICKET_BYTES)
     except TriggerError as exc:
         log.error("event refused", extra={"code": exc.code, "error": str(exc)})
-        return {"ok": False, "error": {"code": exc.code, "message": str(exc)}}
+        return refused_event_reply(exc)
     if invocation.kind != "queue":
         log.error("the follow-up handler takes queue events only", extra={"source": invocation.source})
         return {
@@ -42,12 +44,21 @@ def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
         try:
             ticket = parse_ticket(message.body_text)
         except MalformedTicket as exc:
+            if exc.is_ticket:
+                log.error("ticket refused", extra={"messageId": message.message_id, "error": str(exc)})
+                carrier = TriggerInfo(source=invocation.source, trigger_id=message.message_id or message.trigger_id)
+                emitted = refuse_ticket(
+                    str(exc), carrier, sinks=deps.sinks(None), settings=deps.settings, clock=deps.clock
+                )
+                if not emitted.ok:
+                    failed.append(message.message_id or "")
+                continue
             log.error(
                 "poison message: not a follow-up ticket", extra={"messageId": message.message_id, "error": str(exc)}
             )
             failed.append(message.message_id or "")
             continue
-        log.append_keys(correlation_id=ticket.trigger.correlation_id or ticket.trigger.trigger_id)
+        log.append_keys(correlation_id=ticket.target.trigger.correlation_id or ticket.target.trigger.trigger_id)
         try:
             outcome = follow(
                 ticket,

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from backups.resolve import StartError
-from backups.start import StartReport
+from backups.errors import RedeliveryRequested, StartError
+from backups.models import TriggerInfo
+from backups.report import StartReport
+from backups.run import run_request
 from handlers.deps import Deps
-from handlers.trigger import RedeliveryRequested, run_request
+from handlers.slack import handle_slack
 from observability import get_logger
 from triggers.http import decode_body, http_reply
 from triggers.model import Invocation, TriggerError
@@ -61,8 +63,6 @@ def handle_http(invocation: Invocation, context: Any, deps: Deps) -> dict[str, A
         return _error(invocation, status, "BAD_REQUEST", str(exc))
 
     if auth.route == "slack":
-        from handlers.slack import handle_slack
-
         return handle_slack(invocation, context, deps)
 
     try:
@@ -79,12 +79,10 @@ def handle_http(invocation: Invocation, context: Any, deps: Deps) -> dict[str, A
         trigger_id = (
             f"webhook:{correlation}" if correlation else f"webhook:{request_fingerprint(timestamp, request.body)}"
         )
-    from backups.models import TriggerInfo
-
     trigger = TriggerInfo(source=invocation.source, trigger_id=trigger_id)
     try:
         # A request-level problem is answered with the 4xx itself: no failed result event (handlers.trigger).
-        report = run_request(body, trigger, context, deps, report_request_failure=False)
+        report = run_request(body, trigger, deps.ports(context), report_request_failure=False)
     except StartError as exc:
         log.warning("request not started", extra={"code": exc.code, "error": exc.message})
         headers = {"Retry-After": "30"} if exc.http_status == 503 else {}
@@ -107,10 +105,4 @@ def _status_for(report: StartReport) -> int:
 
 
 def _reply_body(report: StartReport) -> dict[str, Any]:
-    body: dict[str, Any] = report.model_dump(by_alias=True, exclude_none=True, mode="json")
-    # The follow-up tickets and result events carry the trigger; the caller needs only what it can act on.
-    for failed in body.get("failed", []):
-        failed.pop("trigger", None)
-        failed.pop("key", None)
-    body["ok"] = not report.failed and not report.retryable
-    return body
+    return report.to_json_dict()

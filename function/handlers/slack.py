@@ -80,11 +80,13 @@ def _status(operation_id: str, context: Any, deps: Deps) -> dict[str, Any]:
 
 
 def _backup(command: Any, slash: Any, context: Any, deps: Deps) -> dict[str, Any]:
+    from backups.errors import RedeliveryRequested, StartError
     from backups.models import TriggerInfo
-    from backups.resolve import Resolver, StartError, build_request
+    from backups.resolve import Resolver
+    from backups.run import run_request
+    from backups.target import BackupTarget
     from chatops.allowlist import Forbidden, check_chat_allowed
     from chatops.slack import reply_dry_run, reply_error, reply_started, slack_reply_target, to_backup_request
-    from handlers.trigger import RedeliveryRequested, run_request
 
     log = get_logger()
     asked = to_backup_request(command, slash)
@@ -96,27 +98,24 @@ def _backup(command: Any, slash: Any, context: Any, deps: Deps) -> dict[str, Any
     )
     body = asked.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
     cloud = _bounded_cloud(context, deps)
-    resolver = Resolver(cloud, deps.settings)
+    resolver = Resolver(cloud, deps.settings, deps.clock)
     reply_to = slack_reply_target(slash, deps.clock.now())
+
+    def allowed(target: BackupTarget) -> None:
+        instance = resolver.instance(target.compute_instance_id or "")
+        labels = instance.labels if instance is not None else None
+        check_chat_allowed(deps.settings, target.folder_id, (target.compute_instance_id, target.instance_name, labels))
+
     try:
-        request = build_request(body, deps.settings)
-        resolution = resolver.resolve(request)  # type: ignore[arg-type]
-        for target in resolution.targets:
-            instance = resolver.instance(target.compute_instance_id)
-            labels = instance.labels if instance is not None else None
-            check_chat_allowed(
-                deps.settings, target.folder_id, (target.compute_instance_id, target.instance_name, labels)
-            )
         # A request-level problem is the command's own answer below; only targets get result events.
         report = run_request(
             body,
             trigger,
-            context,
-            deps,
+            deps.ports(context, cloud=cloud),
             reply_to=reply_to,
             resolver=resolver,
-            cloud=cloud,
             report_request_failure=False,
+            check=allowed,
         )
     except Forbidden as exc:
         log.warning("chat backup refused by the allowlist", extra={"reason": str(exc)})
@@ -126,10 +125,12 @@ def _backup(command: Any, slash: Any, context: Any, deps: Deps) -> dict[str, Any
     except RedeliveryRequested as exc:
         return reply_error(f"the result could not be delivered, try again: {exc}", instance=command.instance)
     if report.dry_run:
-        return reply_dry_run(command.instance, [p.policy_name or p.policy_id for p in report.plan])
+        return reply_dry_run(command.instance, [p.target.policy_name or p.target.policy_id or "?" for p in report.plan])
     if report.started:
-        started = [(s.policy_name or s.policy_id, s.operation_id) for s in report.started]
+        started = [(s.target.policy_name or s.target.policy_id or "?", s.operation_id) for s in report.started]
         return reply_started(command.instance, started, reason=command.reason)
-    problems = [f.message for f in report.failed] + [r.message for r in report.retryable]
-    problems += [f"skipped {s.instance_name or s.compute_instance_id}: {s.reason}" for s in report.skipped]
+    problems = [f.error.message for f in report.failed] + [r.message for r in report.retryable]
+    problems += [
+        f"skipped {s.target.instance_name or s.target.compute_instance_id}: {s.reason}" for s in report.skipped
+    ]
     return reply_error("; ".join(problems) or "nothing was started", instance=command.instance)

@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from triggers.model import Invocation
+from triggers.model import Invocation, TriggerError
+
+QUEUE_MAX_BODY_BYTES = 256 * 1024  # the Yandex Message Queue message size limit (Amazon SQS: 1 MiB)
 
 
 def batch_failure_reply(invocation: Invocation, failed_message_ids: Iterable[str]) -> dict[str, Any] | None:
@@ -35,3 +37,8 @@ def batch_failure_reply(invocation: Invocation, failed_message_ids: Iterable[str
     if invocation.source == "yc.message-queue":
         return None
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+
+def refused_event_reply(error: TriggerError) -> dict[str, Any]:
+    """The reply to an event of no shape we are triggered with (not HTTP): `{ok: false, error: {code, message}}`."""
+    return {"ok": False, "error": {"code": error.code, "message": str(error)}}

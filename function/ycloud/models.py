@@ -3,15 +3,81 @@
 REST JSON is the proto3 JSON mapping: lowerCamelCase names, int64 as strings, enums as names,
 default values (false, 0, "") may be left out. Unknown fields are ignored so that API additions
 don't break us.
+
+Enums: a proto3 JSON parser accepts a value's name or its number, and a gateway prints a value it does not know
+(one added after its build) as a number. So every enum field reads a name or an integer (also as a numeric
+string), turns a known number into its name, and keeps what it does not know as it came (an unknown name as the
+string, an unknown number as the int) instead of failing the whole call. Known values compare as names
+(`status == "RUNNING"`). The number tables are copied from the official protos (checked by a unit test).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+
+
+class EnumReader:
+    """Reads an enum field of proto `full_name`: a name (str) or, for a number it does not know, the number (int).
+
+    Hand-written rather than a Python `Enum`: an `Enum` fails on a value it lacks, which is the point here."""
+
+    def __init__(self, full_name: str, values: dict[str, int]) -> None:
+        self.full_name = full_name
+        self.values = dict(values)
+        self._by_number = {number: name for name, number in values.items()}
+
+    def __call__(self, value: Any) -> Any:
+        if value is None:  # proto3 JSON: null is the default value
+            value = 0
+        if isinstance(value, bool):  # JSON true/false is not an enum value (bool is an int in Python)
+            raise ValueError(f"{self.full_name}: not an enum value")
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, int):
+            return self._by_number.get(value, value)
+        return value
+
+
+APPLICATION_STATUS = {"STATUS_UNSPECIFIED": 0, "OK": 1, "RUNNING": 2, "DISABLED": 3}
+RESOURCE_STATUS = {"STATUS_UNSPECIFIED": 0, "IDLE": 1, "BACKUPING": 2, "RECOVERING": 3, "FAILED": 4, "OTHER": 5}
+RESOURCE_INIT_STATUS = {
+    "INIT_STATUS_UNSPECIFIED": 0,
+    "REGISTERING": 1,
+    "REGISTRED": 2,  # sic, as in the proto
+    "FAILED_REGISTRATION": 3,
+    "DELETED": 4,
+}
+RESOURCE_TYPE = {"RESOURCE_TYPE_UNSPECIFIED": 0, "COMPUTE": 1, "BMS": 2, "EXTERNAL_VM": 3, "EXTERNAL_SERVER": 4}
+INSTANCE_STATUS = {
+    "STATUS_UNSPECIFIED": 0,
+    "PROVISIONING": 1,
+    "RUNNING": 2,
+    "STOPPING": 3,
+    "STOPPED": 4,
+    "STARTING": 5,
+    "RESTARTING": 6,
+    "UPDATING": 7,
+    "ERROR": 8,
+    "CRASHED": 9,
+    "DELETING": 10,
+}
+ApplicationStatus = Annotated[
+    str | int, BeforeValidator(EnumReader("yandex.cloud.backup.v1.PolicyApplication.Status", APPLICATION_STATUS))
+]
+ResourceStatus = Annotated[
+    str | int, BeforeValidator(EnumReader("yandex.cloud.backup.v1.Resource.Status", RESOURCE_STATUS))
+]
+ResourceInitStatus = Annotated[
+    str | int, BeforeValidator(EnumReader("yandex.cloud.backup.v1.Resource.InitStatus", RESOURCE_INIT_STATUS))
+]
+ResourceType = Annotated[str | int, BeforeValidator(EnumReader("yandex.cloud.backup.v1.ResourceType", RESOURCE_TYPE))]
+InstanceStatus = Annotated[
+    str | int, BeforeValidator(EnumReader("yandex.cloud.compute.v1.Instance.Status", INSTANCE_STATUS))
+]
 
 
 class ApiModel(BaseModel):
@@ -95,7 +161,7 @@ class PolicyApplication(ApiModel):
     policy_id: str
     compute_instance_id: str
     enabled: bool = False
-    status: str = "STATUS_UNSPECIFIED"  # OK | RUNNING | DISABLED
+    status: ApplicationStatus = "STATUS_UNSPECIFIED"  # OK | RUNNING | DISABLED
     created_at: datetime | None = None
     is_processing: bool = False
 
@@ -108,15 +174,15 @@ class BackupResource(ApiModel):
     updated_at: datetime | None = None
     online: bool = False
     enabled: bool = False
-    status: str = "STATUS_UNSPECIFIED"  # IDLE | BACKUPING | RECOVERING | FAILED | OTHER
+    status: ResourceStatus = "STATUS_UNSPECIFIED"  # IDLE | BACKUPING | RECOVERING | FAILED | OTHER
     status_details: str = ""
     status_progress: int = 0
     last_backup_time: datetime | None = None
     next_backup_time: datetime | None = None
     resource_id: str = ""
     is_active: bool = False
-    init_status: str = ""
-    type: str = ""
+    init_status: ResourceInitStatus = "INIT_STATUS_UNSPECIFIED"
+    type: ResourceType = "RESOURCE_TYPE_UNSPECIFIED"
 
 
 # --- Compute -----------------------------------------------------------------------------------------
@@ -131,7 +197,7 @@ class Instance(ApiModel):
     labels: dict[str, str] = Field(default_factory=dict)
     zone_id: str = ""
     platform_id: str = ""
-    status: str = "STATUS_UNSPECIFIED"
+    status: InstanceStatus = "STATUS_UNSPECIFIED"
 
 
 # --- list pages --------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ the model is an error of the call (UNKNOWN, with the field paths but never the v
 from __future__ import annotations
 
 import builtins
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -32,8 +31,6 @@ from ycloud.transport import Transport
 
 M = TypeVar("M", bound=BaseModel)
 INVALID_ARGUMENT, UNKNOWN = 3, 2
-# The documented placeholder is {policyId}; listing by folder or instance puts "-" there (see docs/EMULATOR.md).
-ANY_POLICY = "-"
 
 
 @dataclass(frozen=True)
@@ -111,32 +108,22 @@ class BackupPolicies(_Service):
         return parse(Policy, self._get(f"/backup/v1/policies/{_segment(policy_id, 'policy_id')}"), "Policy.Get")
 
     def list(self, folder_id: str | None = None, compute_instance_id: str | None = None) -> list[Policy]:
+        """The policies of a folder, or the policies applied to an instance (ListPoliciesRequest: exactly one)."""
         key, value = _one_of(folderId=folder_id, computeInstanceId=compute_instance_id)
-        policies: list[Policy] = []
-        # The API documents no paging here; a nextPageToken, should one appear, is followed all the same.
-        for body in self._pages("/backup/v1/policies", {key: value}):
-            policies.extend(parse(PolicyList, body, "Policy.List").policies)
-        return policies
+        # ListPoliciesRequest has no page fields (a pageToken would be an unknown query parameter): one call.
+        return parse(PolicyList, self._get("/backup/v1/policies", {key: value}), "Policy.List").policies
 
-    def list_applications(
-        self,
-        *,
-        policy_id: str | None = None,
-        folder_id: str | None = None,
-        compute_instance_id: str | None = None,
-        show_processing: bool = False,
-    ) -> builtins.list[PolicyApplication]:
-        key, value = _one_of(policy_id=policy_id, folderId=folder_id, computeInstanceId=compute_instance_id)
+    def list_applications(self, policy_id: str, *, show_processing: bool = False) -> builtins.list[PolicyApplication]:
+        """The applications of one policy: `GET /backup/v1/policies/{policy_id}/applications`.
+
+        The proto's `oneof id {folder_id, policy_id, compute_instance_id}` makes the folder and instance forms
+        unreachable over REST (the path already sets policy_id; "-" plus a query id is two members of the
+        oneof, which a gateway refuses). For "the policies of an instance", use `list(compute_instance_id=...)`.
+        """
+        path = f"/backup/v1/policies/{_segment(policy_id, 'policy_id')}/applications"
         params: dict[str, Any] = {"showProcessing": True} if show_processing else {}
-        if key == "policy_id":
-            path = f"/backup/v1/policies/{_segment(value, 'policy_id')}/applications"
-        else:
-            path = f"/backup/v1/policies/{ANY_POLICY}/applications"
-            params[key] = value
-        applications: builtins.list[PolicyApplication] = []
-        for body in self._pages(path, params):
-            applications.extend(parse(ApplicationList, body, "Policy.ListApplications").applications)
-        return applications
+        # ListApplicationsRequest has no page fields either: one call.
+        return parse(ApplicationList, self._get(path, params), "Policy.ListApplications").applications
 
     def apply(self, policy_id: str, compute_instance_id: str, *, idempotency_key: str | None = None) -> Operation:
         return self._action("apply", policy_id, compute_instance_id, idempotency_key)
@@ -170,9 +157,10 @@ class Operations(_Service):
         return parse(Operation, self._get(f"/operations/{_segment(operation_id, 'operation_id')}"), "Operation.Get")
 
     def cancel(self, operation_id: str) -> Operation:
+        """`GET /operations/{operation_id}:cancel`: the proto's http rule (the design guide shows POST; the proto
+        is what the gateway is generated from). A GET is retried like any idempotent call."""
         path = f"/operations/{_segment(operation_id, 'operation_id')}:cancel"
-        # Cancel is idempotent by nature: a key of our own lets a lost answer be retried.
-        return parse(Operation, self._post(path, None, str(uuid.uuid4())), "Operation.Cancel")
+        return parse(Operation, self._get(path), "Operation.Cancel")
 
 
 class ComputeInstances(_Service):

@@ -9,8 +9,10 @@ See docs/EMULATOR.md.
 
 from local.emulator.clock import ManualClock
 from local.emulator.config import EmulatorConfig
+from local.emulator.faults import FaultRule
+from local.emulator.records import Failure
 from local.emulator.server import EmulatorHandle, start_emulator
-from local.emulator.state import EmulatorState, Failure, FaultRule
+from local.emulator.state import EmulatorState
 
 __all__ = [
     "EmulatorConfig",

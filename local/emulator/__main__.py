@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import signal
 import sys
 import threading
@@ -11,6 +12,18 @@ import threading
 from local.emulator.config import PROGRESS_MODES, EmulatorConfig
 from local.emulator.seed import DEMO_SA_ID, demo_summary
 from local.emulator.server import start_emulator
+
+
+def shell_lines(url: str, token: str) -> list[str]:
+    """What the command line prints: valid shell, so a user can `eval` it (or paste it): `export` lines for the
+    variables the function reads (YC_API_ENDPOINT, YC_IAM_TOKEN, FOLDER_ID), everything else as comments."""
+    lines = [f"# Yandex Cloud emulator listening on {url}", f"export YC_API_ENDPOINT={shlex.quote(url)}"]
+    if token:
+        summary = demo_summary()
+        lines.append(f"export YC_IAM_TOKEN={shlex.quote(token)}")
+        lines.append(f"export FOLDER_ID={shlex.quote(summary['folderId'])}")
+        lines.extend(f"# {line}" for line in json.dumps(summary, indent=2).splitlines())
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,16 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         verbose=args.verbose,
     )
     emu = start_emulator(config)
-    print(f"Yandex Cloud emulator listening on {emu.url}", flush=True)
-    print(f"YC_API_ENDPOINT={emu.url}", flush=True)
-    if emu.token:
-        print(f"YC_TOKEN={emu.token}", flush=True)
-        print(json.dumps(demo_summary(), indent=2), flush=True)
+    for line in shell_lines(emu.url, emu.token):
+        print(line, flush=True)
     if args.key_file:
         key = emu.state.create_authorized_key(DEMO_SA_ID)
         with open(args.key_file, "w", encoding="utf-8") as fh:
             json.dump(key, fh, indent=2)
-        print(f"authorized key of {DEMO_SA_ID} written to {args.key_file}", flush=True)
+        print(f"# authorized key of {DEMO_SA_ID} written to {args.key_file}", flush=True)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -1,103 +1,34 @@
-"""The emulated REST API: Cloud Backup, Operation, Compute and IAM under one base URL.
+"""The emulated REST API: Cloud Backup, Operation, Compute, IAM and Monitoring's write under one base URL.
 
-Each handler gets a parsed Request and returns (HTTP status, JSON body); failures raise ApiError, which the
-server renders as a google.rpc.Status. JSON follows the proto3 mapping: camelCase names, int64 as strings,
-fields at their default value (false, "", empty lists) left out.
+Each route carries the `Spec` of its request message: the gateway's checks (query fields, oneofs, enums) run
+before the handler and before the token is checked. Each handler gets a parsed Request and returns (HTTP status,
+JSON body); failures raise ApiError, which the server renders as a google.rpc.Status. JSON follows the proto3
+mapping: camelCase names, int64 as strings, fields at their default value (false, "", empty lists) left out.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Callable
 
 from local.emulator.errors import UNAUTHENTICATED, UNIMPLEMENTED, ApiError, invalid, not_found
 from local.emulator.filters import FilterError, compile_filter
-from local.emulator.state import EmulatorState, Instance, Subject, check_id, prune, rfc3339
+from local.emulator.gateway import (
+    INSTANCE_VIEW,
+    NO_QUERY,
+    PAGE,
+    RESOURCE_TYPE,
+    Request,
+    Result,
+    Spec,
+    paginate,
+    parse_bool,
+)
+from local.emulator.monitoring import parse_write
+from local.emulator.records import Instance, Subject, check_id, prune, rfc3339
+from local.emulator.state import EmulatorState
 
-MAX_PAGE_SIZE = 1000
-DEFAULT_PAGE_SIZE = 100
-T = TypeVar("T")
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-    request_id: str
-    subject: Subject | None = None
-    params: dict[str, str] = field(default_factory=dict)
-
-    def q(self, name: str) -> str | None:
-        """A query parameter by its JSON name or its proto (snake_case) name; the last value wins."""
-        snake = re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
-        for key in (name, snake):
-            values = self.query.get(key)
-            if values:
-                return values[-1]
-        return None
-
-    def json_body(self) -> dict[str, Any]:
-        if not self.body.strip():
-            return {}
-        try:
-            data = json.loads(self.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise invalid(f"request body is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise invalid("request body must be a JSON object")
-        return data
-
-
-Result = tuple[int, dict[str, Any]]
 Handler = Callable[[EmulatorState, Request], Result]
-
-
-def parse_bool(value: str | None, name: str) -> bool:
-    if value is None or value == "":
-        return False
-    lowered = value.lower()
-    if lowered in ("true", "1"):
-        return True
-    if lowered in ("false", "0"):
-        return False
-    raise invalid(f"{name}: not a boolean: {value!r}", name)
-
-
-def paginate(req: Request, items: Sequence[T], key: Callable[[T], str]) -> tuple[list[T], str]:
-    """pageSize 0..1000 (0/absent: 100), pageToken opaque (<=100 chars); items must be sorted by key."""
-    raw_size = req.q("pageSize")
-    try:
-        size = int(raw_size) if raw_size not in (None, "") else 0
-    except ValueError as exc:
-        raise invalid(f"pageSize: not an integer: {raw_size!r}", "pageSize") from exc
-    if size < 0 or size > MAX_PAGE_SIZE:
-        raise invalid(f"pageSize: must be within 0..{MAX_PAGE_SIZE}", "pageSize")
-    size = size or DEFAULT_PAGE_SIZE
-    token = req.q("pageToken") or ""
-    start = 0
-    if token:
-        if len(token) > 100:
-            raise invalid("pageToken: longer than 100 characters", "pageToken")
-        try:
-            decoded = base64.urlsafe_b64decode(token.encode("ascii") + b"==").decode("ascii")
-        except (UnicodeError, ValueError, binascii.Error) as exc:
-            raise invalid("pageToken: invalid page token", "pageToken") from exc
-        if not decoded.startswith("after:"):
-            raise invalid("pageToken: invalid page token", "pageToken")
-        after = decoded[len("after:") :]
-        start = next((i for i, item in enumerate(items) if key(item) > after), len(items))
-    page = list(items[start : start + size])
-    more = start + size < len(items)
-    next_token = base64.urlsafe_b64encode(f"after:{key(page[-1])}".encode()).decode().rstrip("=") if more else ""
-    return page, next_token
 
 
 def _subject(req: Request) -> Subject:
@@ -137,40 +68,26 @@ def list_policies(state: EmulatorState, req: Request) -> Result:
         policies = [p for p in state.policies.values() if p.folder_id == folder]
     else:
         inst = _instance(state, req, iid, "computeInstanceId")
-        applied = {a.policy_id for a in state.applications.values() if a.compute_instance_id == inst.id}
+        # "the policies applied to that instance": an Apply still processing is not applied yet (ListApplications
+        # hides it too, and Execute refuses it).
+        applied = {
+            a.policy_id for a in state.applications.values() if a.compute_instance_id == inst.id and not a.is_processing
+        }
         policies = [state.policies[pid] for pid in applied if pid in state.policies]
     policies.sort(key=lambda p: (p.created_at, p.id))
     return 200, prune({"policies": [state.render_policy(p) for p in policies]})
 
 
 def list_applications(state: EmulatorState, req: Request) -> Result:
-    pid = req.params["policyId"]
-    folder, iid = req.q("folderId"), req.q("computeInstanceId")
+    """The applications of one policy. Spec.check has refused a query id beside the path's policy id (one oneof),
+    so the "-" placeholder with folderId/computeInstanceId never reaches here; "-" alone is not an id."""
+    pid = check_id(req.params["policyId"], "policyId")
     show = parse_bool(req.q("showProcessing"), "showProcessing")
-    subject = _subject(req)
-    apps = list(state.applications.values())
-    if pid == "-":
-        # The placeholder `-` lists by folder or by instance: exactly one of the two (the proto's oneof).
-        if (folder is None) == (iid is None):
-            raise invalid("exactly one of folderId, computeInstanceId must be set with policy id '-'", "folderId")
-    else:
-        check_id(pid, "policyId")
-        if folder is not None or iid is not None:
-            raise invalid("exactly one of policyId, folderId, computeInstanceId must be set", "policyId")
-        policy = state.policies.get(pid)
-        if policy is None:
-            raise not_found(f"Policy {pid} not found")
-        state.check_folder(subject, policy.folder_id)
-        apps = [a for a in apps if a.policy_id == pid]
-    if folder is not None:
-        check_id(folder, "folderId")
-        state.check_folder(subject, folder)
-        apps = [a for a in apps if (p := state.policies.get(a.policy_id)) is not None and p.folder_id == folder]
-    if iid is not None:
-        inst = _instance(state, req, iid, "computeInstanceId")
-        apps = [a for a in apps if a.compute_instance_id == inst.id]
-    if not show:
-        apps = [a for a in apps if not a.is_processing]
+    policy = state.policies.get(pid)
+    if policy is None:
+        raise not_found(f"Policy {pid} not found")
+    state.check_folder(_subject(req), policy.folder_id)
+    apps = [a for a in state.applications.values() if a.policy_id == pid and (show or not a.is_processing)]
     apps.sort(key=lambda a: (a.compute_instance_id, a.created_at, a.policy_id))
     return 200, prune({"applications": [state.render_application(a) for a in apps]})
 
@@ -213,7 +130,11 @@ def list_resources(state: EmulatorState, req: Request) -> Result:
         raise invalid("folderId: required", "folderId")
     check_id(folder, "folderId")
     state.check_folder(_subject(req), folder)
-    items = sorted((i for i in state.instances.values() if i.folder_id == folder and i.registered), key=lambda i: i.id)
+    kind = req.q("type")
+    compute = kind in (None, "RESOURCE_TYPE_UNSPECIFIED", "COMPUTE", "0", "1")  # only Compute resources exist here
+    items = sorted(
+        (i for i in state.instances.values() if compute and i.folder_id == folder and i.registered), key=lambda i: i.id
+    )
     page, token = paginate(req, items, key=lambda i: i.id)
     return 200, prune({"resources": [state.render_resource(i) for i in page], "nextPageToken": token})
 
@@ -238,10 +159,7 @@ def cancel_operation(state: EmulatorState, req: Request) -> Result:
 
 
 def get_instance(state: EmulatorState, req: Request) -> Result:
-    inst = _instance(state, req, req.params["instanceId"], "instanceId")
-    view = req.q("view")
-    if view not in (None, "", "BASIC", "FULL", "INSTANCE_VIEW_UNSPECIFIED"):
-        raise invalid(f"view: unknown value {view!r}", "view")
+    inst = _instance(state, req, req.params["instanceId"], "instanceId")  # `view` checked by its Spec
     return 200, state.render_instance(inst)
 
 
@@ -278,40 +196,111 @@ def create_iam_token(state: EmulatorState, req: Request) -> Result:
     return 200, {"iamToken": token, "expiresAt": rfc3339(expires_at)}
 
 
+# --- Monitoring --------------------------------------------------------------------------------------------
+
+
+def write_metrics(state: EmulatorState, req: Request) -> Result:
+    """MetricsData.write: custom metrics of a folder (the writer needs write access to it: monitoring.editor)."""
+    folder = req.q("folderId")
+    if not folder:
+        raise invalid("folderId: required", "folderId")
+    check_id(folder, "folderId")
+    service = req.q("service")
+    if service != "custom":
+        raise invalid("service: required, and only 'custom' takes written metrics", "service")
+    subject = _subject(req)
+    state.check_folder(subject, folder, write=True)
+    points = parse_write(req.json_body(), state.now())
+    state.record_metric_write(subject, folder, service, points, state.now())
+    # The REST reference's name (the write guide's example says "metrics_written"); int64 as a string.
+    return 200, {"writtenMetricsCount": str(len(points))}
+
+
 # --- routing ---------------------------------------------------------------------------------------------------
 
 _SEG = r"[^/:]*"
-ROUTES: list[tuple[tuple[str, ...], re.Pattern[str], Handler, bool]] = [
-    # (methods, path, handler, needs auth)
-    (("GET",), re.compile(r"^/backup/v1/policies$"), list_policies, True),
-    (("GET",), re.compile(rf"^/backup/v1/policies/(?P<policyId>{_SEG})$"), get_policy, True),
-    (("GET",), re.compile(rf"^/backup/v1/policies/(?P<policyId>{_SEG})/applications$"), list_applications, True),
+Route = tuple[tuple[str, ...], re.Pattern[str], Handler, bool, Spec]
+ROUTES: list[Route] = [
+    # (methods, path, handler, needs auth, the request's query as the proto defines it)
+    (
+        ("GET",),
+        re.compile(r"^/backup/v1/policies$"),
+        list_policies,
+        True,
+        Spec({"folderId": "string", "computeInstanceId": "string"}),
+    ),
+    (("GET",), re.compile(rf"^/backup/v1/policies/(?P<policyId>{_SEG})$"), get_policy, True, NO_QUERY),
+    (
+        ("GET",),
+        re.compile(rf"^/backup/v1/policies/(?P<policyId>{_SEG})/applications$"),
+        list_applications,
+        True,
+        Spec(
+            {"folderId": "string", "computeInstanceId": "string", "showProcessing": "bool"},
+            oneof=("folderId", "policyId", "computeInstanceId"),
+        ),
+    ),
     (
         ("POST",),
         re.compile(rf"^/backup/v1/policies/(?P<policyId>{_SEG}):(?P<verb>apply|execute|revoke)$"),
         policy_action,
         True,
+        NO_QUERY,
     ),
-    (("GET",), re.compile(r"^/backup/v1/resources$"), list_resources, True),
-    (("GET",), re.compile(rf"^/backup/v1/resources/(?P<computeInstanceId>{_SEG})$"), get_resource, True),
-    (("GET",), re.compile(rf"^/operations/(?P<operationId>{_SEG})$"), get_operation, True),
+    (
+        ("GET",),
+        re.compile(r"^/backup/v1/resources$"),
+        list_resources,
+        True,
+        Spec({"folderId": "string", **PAGE, "type": RESOURCE_TYPE}),
+    ),
+    (
+        ("GET",),
+        re.compile(rf"^/backup/v1/resources/(?P<computeInstanceId>{_SEG})$"),
+        get_resource,
+        True,
+        Spec({"includeTenantInfo": "bool"}),
+    ),
+    (("GET",), re.compile(rf"^/operations/(?P<operationId>{_SEG})$"), get_operation, True, NO_QUERY),
     # Cancel: the proto says GET, the design guide says POST (reference section 2, [CONFLICT]): accept both.
-    (("GET", "POST"), re.compile(rf"^/operations/(?P<operationId>{_SEG}):cancel$"), cancel_operation, True),
-    (("GET",), re.compile(r"^/compute/v1/instances$"), list_instances, True),
-    (("GET",), re.compile(rf"^/compute/v1/instances/(?P<instanceId>{_SEG})$"), get_instance, True),
-    (("POST",), re.compile(r"^/iam/v1/tokens$"), create_iam_token, False),
+    (("GET", "POST"), re.compile(rf"^/operations/(?P<operationId>{_SEG}):cancel$"), cancel_operation, True, NO_QUERY),
+    (
+        ("GET",),
+        re.compile(r"^/compute/v1/instances$"),
+        list_instances,
+        True,
+        Spec({"folderId": "string", **PAGE, "filter": "string", "orderBy": "string"}),
+    ),
+    (
+        ("GET",),
+        re.compile(rf"^/compute/v1/instances/(?P<instanceId>{_SEG})$"),
+        get_instance,
+        True,
+        Spec({"view": INSTANCE_VIEW}),
+    ),
+    (("POST",), re.compile(r"^/iam/v1/tokens$"), create_iam_token, False, NO_QUERY),
+    (
+        ("POST",),
+        re.compile(r"^/monitoring/v2/data/write$"),
+        write_metrics,
+        True,
+        Spec({"folderId": "string", "service": "string"}),
+    ),
 ]
 
 
 def dispatch(state: EmulatorState, req: Request) -> Result:
     path_matched = False
-    for methods, pattern, handler, needs_auth in ROUTES:
+    for methods, pattern, handler, needs_auth, spec in ROUTES:
         m = pattern.match(req.path)
         if m is None:
             continue
         path_matched = True
         if req.method not in methods:
             continue
+        req.params = {k: v for k, v in m.groupdict().items() if k != "verb"}
+        # The gateway reads the request into its message before the service sees it (and checks the token).
+        spec.check(req)
         req.params = m.groupdict()
         with state.lock:
             state.settle()

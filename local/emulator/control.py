@@ -10,10 +10,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from local.emulator.api import Request, Result
 from local.emulator.errors import ApiError, invalid, not_found
+from local.emulator.faults import FaultRule
+from local.emulator.gateway import Request, Result
+from local.emulator.records import Failure, rfc3339
 from local.emulator.seed import BENCH_FOLDER_ID, DEMO_FOLDER_ID, create_large_folder, large_folder_policy_id
-from local.emulator.state import EmulatorState, Failure, FaultRule, rfc3339
+from local.emulator.state import EmulatorState
 
 PREFIX = "/_emulator"
 
@@ -157,6 +159,18 @@ def delete_logs(state: EmulatorState, req: Request) -> Result:
     return 200, {}
 
 
+def get_metrics(state: EmulatorState, req: Request) -> Result:
+    """Every accepted Monitoring write; `?name=` keeps only the points of that metric."""
+    name = req.q("name")
+    writes = state.metric_writes
+    return 200, {"writes": writes, "points": [p for w in writes for p in w["points"] if not name or p["name"] == name]}
+
+
+def delete_metrics(state: EmulatorState, req: Request) -> Result:
+    state.clear_metrics()
+    return 200, {}
+
+
 def get_state(state: EmulatorState, req: Request) -> Result:
     return 200, state.snapshot()
 
@@ -221,6 +235,8 @@ CONTROL_ROUTES: list[tuple[str, re.Pattern[str], ControlHandler]] = [
     ("GET", re.compile(r"^/_emulator/executes$"), get_executes),
     ("GET", re.compile(r"^/_emulator/calls$"), get_calls),
     ("DELETE", re.compile(r"^/_emulator/logs$"), delete_logs),
+    ("GET", re.compile(r"^/_emulator/metrics$"), get_metrics),
+    ("DELETE", re.compile(r"^/_emulator/metrics$"), delete_metrics),
     ("GET", re.compile(r"^/_emulator/faults$"), get_faults),
     ("POST", re.compile(r"^/_emulator/faults$"), post_faults),
     ("DELETE", re.compile(r"^/_emulator/faults$"), delete_faults),

@@ -9,12 +9,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from local.emulator.state import Failure, token_for
-
-if TYPE_CHECKING:
-    from local.emulator.state import EmulatorState
+from local.emulator.records import Failure, Policy, Subject, token_for
 
 DEMO_FOLDER_ID = "b1gdemofolder0000001"
 OTHER_FOLDER_ID = "b1gotherfolder000002"  # the demo token has no access here (403 tests)
@@ -50,6 +47,22 @@ DEMO_POLICY_ID = POLICY_DAILY
 
 OPT_OUT_LABEL = "backup-opt-out"
 SEED_EPOCH = datetime(2026, 1, 15, 10, 0, tzinfo=UTC).timestamp()
+
+
+class SeedTarget(Protocol):
+    """What seeding needs of the state (a Protocol, so this module does not import the state: no cycle)."""
+
+    subjects: dict[str, Subject]
+
+    @property
+    def lock(self) -> Any: ...
+    def add_subject(self, subject_id: str, folders: Iterable[str], *, read_only: bool = False) -> Subject: ...
+    def grant(self, subject_id: str, *folder_ids: str) -> None: ...
+    def add_token(self, token: str, subject_id: str, *, expires_at: float | None = None) -> str: ...
+    def add_policy(self, policy_id: str, folder_id: str, name: str, **attrs: Any) -> Policy: ...
+    def add_instance(self, instance_id: str, folder_id: str, **attrs: Any) -> Any: ...
+    def add_application(self, policy_id: str, instance_id: str, **attrs: Any) -> Any: ...
+
 
 DEMO_INSTANCES: list[dict[str, Any]] = [
     {"id": INSTANCE_PROD_DB, "name": "prod-db-1", "labels": {"env": "prod", "role": "db"}, "policies": [POLICY_DAILY]},
@@ -148,7 +161,7 @@ def default_policy_settings(name: str) -> dict[str, Any]:
     }
 
 
-def seed_demo(state: EmulatorState) -> None:
+def seed_demo(state: SeedTarget) -> None:
     """Fill an (empty) state with the demo folder, the other folder, their subjects and tokens."""
     with state.lock:
         state.add_subject(DEMO_USER_ID, [DEMO_FOLDER_ID])
@@ -182,7 +195,7 @@ def seed_demo(state: EmulatorState) -> None:
 
 
 def create_large_folder(
-    state: EmulatorState,
+    state: SeedTarget,
     folder_id: str = BENCH_FOLDER_ID,
     count: int = 1000,
     *,

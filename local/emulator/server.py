@@ -21,12 +21,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from local.emulator.api import Request, Result, dispatch
+from local.emulator.api import dispatch
 from local.emulator.config import EmulatorConfig
 from local.emulator.control import PREFIX, dispatch_control
 from local.emulator.errors import INTERNAL, RESOURCE_EXHAUSTED, UNAVAILABLE, ApiError, invalid, status_body
+from local.emulator.gateway import Request, Result
+from local.emulator.records import rfc3339
 from local.emulator.seed import DEMO_TOKEN
-from local.emulator.state import EmulatorState, rfc3339
+from local.emulator.state import EmulatorState
 
 MAX_BODY = 4 * 1024 * 1024
 

@@ -40,8 +40,10 @@ One round (`run_round`):
   whose target is the request as asked (handlers/trigger.py: "a request that cannot even be read ends in one
   too"; `_handle_queue` treats it as permanent), so the request dead-letter queue stays empty; a malformed
   ticket is reported failed every time (handlers/followup.py), so the redrive policy moves it to the follow-up
-  dead-letter queue after maxReceiveCount deliveries, with no result. The dead-letter queues hold exactly the
-  malformed tickets, each once, and nothing else.
+  dead-letter queue after maxReceiveCount deliveries, with no result; a ticket that says it is one but does not
+  hold up (REFUSED_TICKETS: an operation id that is not an id) ends in one failed result named after the message
+  that carried it (backups.followup.refuse_ticket). The dead-letter queues hold exactly the other malformed
+  tickets, each once, and nothing else.
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ POISON_TICKETS = {
     "future-version": '{"kind": "followup", "version": 99}',
     "array": "[]",
 }
+REFUSED_TICKETS = frozenset({"bad-fields"})  # consumed with one failed result (INVALID_TICKET), never dead-lettered
 
 
 # --- the scenario --------------------------------------------------------------------------------------------
@@ -504,6 +507,7 @@ def run_round(
         "FOLLOWUP_QUEUE_URL": requests.queues["followups"],
         "RESULT_QUEUE_URL": requests.queues["results"],
         "FANOUT_THRESHOLD": str(cfg.fanout_threshold),
+        "FANOUT_SECRET": "chaos-fanout-key",
         "EXECUTE_CONCURRENCY": "8",
         "YC_MAX_RETRIES": "5",  # the default: most faults are retried away, the rest make redeliveries
         "FOLLOWUP_FIRST_DELAY_SECONDS": "1",
@@ -755,7 +759,13 @@ def check(scenario: Scenario, observed: Observed) -> list[tuple[str, str]]:
         data = last[next(iter(eids))]["data"]
         if data.get("status") != "failed":
             out.append(("poison-result", f"poison request {name!r} ended {data.get('status')}"))
-    for trigger_id in sorted(set(ids_of_trigger) - set(scenario.poison_requests)):
+    refused = {i: n for i, n in scenario.poison_tickets.items() if n in REFUSED_TICKETS}
+    for message_id, name in sorted(refused.items()):
+        eids = ids_of_trigger.get(message_id, set())
+        codes = {(last[e]["data"].get("error") or {}).get("code") for e in eids}
+        if len(eids) != 1 or codes != {"INVALID_TICKET"}:
+            out.append(("poison-result", f"refused ticket {name!r} has results {sorted(eids)} with codes {codes}"))
+    for trigger_id in sorted(set(ids_of_trigger) - set(scenario.poison_requests) - set(refused)):
         out.append(("result-unexpected", f"a result without an instance for trigger {trigger_id}"))
 
     # the execute log: one backup per (trigger, policy, instance); none where Execute is refused or not asked
@@ -770,7 +780,9 @@ def check(scenario: Scenario, observed: Observed) -> list[tuple[str, str]]:
         out.append(("backup-unexpected", f"instance {iid} (not a target) was backed up {n} times ({policy_id})"))
 
     # dead-letter queues: exactly the malformed tickets, once each
-    poison_bodies = Counter(POISON_TICKETS[name] for name in scenario.poison_tickets.values())
+    poison_bodies = Counter(
+        POISON_TICKETS[name] for name in scenario.poison_tickets.values() if name not in REFUSED_TICKETS
+    )
     dead = Counter(observed.dead_letter.get("followups", []))
     for body in (poison_bodies - dead).elements():
         out.append(("dlq-missing", f"malformed ticket {body[:60]!r} is not in the dead-letter queue"))

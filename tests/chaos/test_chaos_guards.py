@@ -55,9 +55,9 @@ def guard_config(platform: str) -> ChaosConfig:
 def test_random_idempotency_keys_show_second_backups(
     chaos_round: Callable[[ChaosConfig], RoundResult], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import backups.start
+    import backups.target
 
-    monkeypatch.setattr(backups.start, "idempotency_key", lambda *_: str(uuid.uuid4()))
+    monkeypatch.setattr(backups.target, "idempotency_key", lambda *_: str(uuid.uuid4()))
     outcome = chaos_round(guard_config("aws"))
     print(outcome.summary())
     assert "double-backup" in outcome.kinds(), outcome.summary()
@@ -67,9 +67,9 @@ def test_random_idempotency_keys_show_second_backups(
 def test_random_result_event_ids_show_duplicate_results(
     chaos_round: Callable[[ChaosConfig], RoundResult], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import backups.results
+    import backups.target
 
-    monkeypatch.setattr(backups.results, "result_event_id", lambda _key: str(uuid.uuid4()))
+    monkeypatch.setattr(backups.target, "result_event_id", lambda _key: str(uuid.uuid4()))
     outcome = chaos_round(guard_config("yandex"))
     print(outcome.summary())
     assert "result-duplicate" in outcome.kinds(), outcome.summary()

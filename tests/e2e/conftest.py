@@ -444,6 +444,7 @@ def e2e(sqs_server: str, monkeypatch: pytest.MonkeyPatch, platform_kind: str) ->
         FOLLOWUP_MAX_DELAY_SECONDS=1,
         WEBHOOK_SECRET=harness.webhook_secret,
         SLACK_SIGNING_SECRET=harness.slack_secret,
+        FANOUT_SECRET="fanout-" + secrets.token_hex(16),
         SINK_MAX_ATTEMPTS=1,
     )
     # Process-wide caches keyed by what the environment said when they were filled.

@@ -78,9 +78,8 @@ def test_the_corpus_is_big_enough_and_covers_every_source() -> None:
 
 @pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])
 def test_corpus_case(e2e: Harness, log_lines: LogLines, path: Path) -> None:
-    from handlers.trigger import RedeliveryRequested
-
     import app
+    from backups.errors import RedeliveryRequested
 
     case = load_case(path)
     expect = case["expect"]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from adapters.sinks import verify_signature
-from backups.results import result_event_id, target_key
+from backups.target import result_event_id, target_key
 from local.emulator.seed import (
     DEMO_FOLDER_ID,
     INSTANCE_FLAKY,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from backups.start import idempotency_key
+from backups.target import idempotency_key
 from local.emulator import FaultRule
 from local.emulator.seed import (
     INSTANCE_NO_POLICY,
@@ -80,13 +80,14 @@ def test_sample_starts_a_backup_and_queues_a_ticket(e2e: Harness, name: str) -> 
         assert execute["idempotencyKey"] == idempotency_key(TRIGGER_IDS[name], POLICY_DAILY, INSTANCE_PROD_DB)
 
     [ticket] = e2e.tickets()  # a real message on the SQS-protocol follow-up queue
-    assert ticket["kind"] == "followup"
+    assert ticket["kind"] == "followup" and ticket["version"] == 2
     assert ticket["operationId"] == execute["operationId"]
-    assert ticket["computeInstanceId"] == INSTANCE_PROD_DB and ticket["policyId"] == POLICY_DAILY
-    assert ticket["trigger"]["source"] == SOURCES[name]
-    assert ticket["trigger"]["reason"] == "sample"
+    target = ticket["target"]  # the target's record, as resolution made it
+    assert target["computeInstanceId"] == INSTANCE_PROD_DB and target["policyId"] == POLICY_DAILY
+    assert target["trigger"]["source"] == SOURCES[name]
+    assert target["trigger"]["reason"] == "sample"
     if name in TRIGGER_IDS:
-        assert ticket["trigger"]["triggerId"] == TRIGGER_IDS[name]
+        assert target["trigger"]["triggerId"] == TRIGGER_IDS[name]
 
     if name in HTTP_EVENTS:
         assert reply["statusCode"] == 202
@@ -292,7 +293,7 @@ def test_aws_batch_reports_only_the_transient_failure(e2e: Harness) -> None:
 
 
 def test_yandex_batch_raises_for_a_transient_failure(e2e: Harness) -> None:
-    from handlers.trigger import RedeliveryRequested
+    from backups.errors import RedeliveryRequested
 
     event, _ = _mixed_batch(e2e)
     with pytest.raises(RedeliveryRequested):

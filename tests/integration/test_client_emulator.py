@@ -52,10 +52,11 @@ def test_policies_and_applications(emu: Any) -> None:
     assert [(a.policy_id, a.compute_instance_id) for a in by_policy] == [
         (demo.POLICY_WEEKLY, demo.INSTANCE_TWO_POLICIES)
     ]
-    by_instance = yc.backup_policies.list_applications(compute_instance_id=demo.INSTANCE_PROD_DB)
-    assert [a.policy_id for a in by_instance] == [demo.POLICY_DAILY]
-    by_folder = yc.backup_policies.list_applications(folder_id=demo.DEMO_FOLDER_ID, show_processing=True)
-    assert {a.compute_instance_id for a in by_folder} >= {demo.INSTANCE_PROD_DB, demo.INSTANCE_PROD_WEB}
+    # "Which policy is applied here" is Policy.List by instance (the proto-valid form), not ListApplications.
+    by_instance = yc.backup_policies.list(compute_instance_id=demo.INSTANCE_PROD_DB)
+    assert [p.id for p in by_instance] == [demo.POLICY_DAILY]
+    by_daily = yc.backup_policies.list_applications(demo.POLICY_DAILY, show_processing=True)
+    assert {a.compute_instance_id for a in by_daily} >= {demo.INSTANCE_PROD_DB, demo.INSTANCE_PROD_WEB}
 
 
 def test_compute_get_list_filter_and_paging(emu: Any) -> None:

@@ -58,16 +58,13 @@ def test_policy_get_list_and_applications(cloud: FakeCloud) -> None:
     cloud.script("GET", "/backup/v1/policies", Reply(200, {"policies": [{"id": "p3"}]}))
     apps = {"applications": [{"policyId": "p1", "computeInstanceId": "i1", "status": "OK", "isProcessing": False}]}
     cloud.route("GET", "/backup/v1/policies/p1/applications", lambda s: Reply(200, apps))
-    cloud.route("GET", "/backup/v1/policies/-/applications", lambda s: Reply(200, apps))
     yc = client(cloud)
 
     assert yc.backup_policies.get("p1").name == "Default daily"
     assert [p.id for p in yc.backup_policies.list(folder_id="f1")] == ["p1", "p2"]
     assert [p.id for p in yc.backup_policies.list(compute_instance_id="i1")] == ["p3"]
     assert yc.backup_policies.list_applications(policy_id="p1")[0].status == "OK"
-    yc.backup_policies.list_applications(policy_id="p1", show_processing=True)
-    yc.backup_policies.list_applications(folder_id="f1")
-    yc.backup_policies.list_applications(compute_instance_id="i1", show_processing=True)
+    yc.backup_policies.list_applications("p1", show_processing=True)
 
     queries = [(s.path, s.query) for s in cloud.seen]
     assert queries == [
@@ -76,11 +73,9 @@ def test_policy_get_list_and_applications(cloud: FakeCloud) -> None:
         ("/backup/v1/policies", {"computeInstanceId": ["i1"]}),
         ("/backup/v1/policies/p1/applications", {}),
         ("/backup/v1/policies/p1/applications", {"showProcessing": ["true"]}),
-        ("/backup/v1/policies/-/applications", {"folderId": ["f1"]}),
-        ("/backup/v1/policies/-/applications", {"computeInstanceId": ["i1"], "showProcessing": ["true"]}),
     ]
     assert all(s.headers["authorization"] == "Bearer t1.static" for s in cloud.seen)
-    assert yc.calls == 7 == yc.attempts
+    assert yc.calls == 5 == yc.attempts
 
 
 def test_apply_and_execute_post_the_instance_with_the_idempotency_key(cloud: FakeCloud) -> None:
@@ -121,13 +116,13 @@ def test_resources_get_unwraps_and_list_follows_pages(cloud: FakeCloud) -> None:
 
 def test_operations_get_and_cancel(cloud: FakeCloud) -> None:
     cloud.route("GET", "/operations/op1", lambda s: Reply(200, {**OP, "done": True, "response": {}}))
-    cloud.script("POST", "/operations/op1:cancel", Reply(503, {"code": 14}), Reply(200, {**OP, "done": True}))
+    cloud.script("GET", "/operations/op1:cancel", Reply(503, {"code": 14}), Reply(200, {**OP, "done": True}))
     yc = client(cloud)
     assert yc.operations.get("op1").succeeded
     assert yc.operations.cancel("op1").done
     cancels = cloud.requests_to("/operations/op1:cancel")
-    # Cancel carries a key of its own, so the 503 was retried with the same key
-    assert len(cancels) == 2 and cancels[0].headers["idempotency-key"] == cancels[1].headers["idempotency-key"]
+    # Cancel is a GET (the proto's rule), so the 503 was retried like any idempotent call, without a body
+    assert len(cancels) == 2 and all(c.method == "GET" for c in cancels)
 
 
 def test_compute_get_list_and_list_page(cloud: FakeCloud) -> None:
@@ -172,8 +167,7 @@ def test_ids_are_escaped_into_one_path_segment(cloud: FakeCloud) -> None:
         lambda yc: yc.backup_policies.get(""),
         lambda yc: yc.backup_policies.list(),
         lambda yc: yc.backup_policies.list(folder_id="f", compute_instance_id="i"),
-        lambda yc: yc.backup_policies.list_applications(),
-        lambda yc: yc.backup_policies.list_applications(policy_id="p", folder_id="f"),
+        lambda yc: yc.backup_policies.list_applications(""),
         lambda yc: yc.backup_policies.execute("p1", " "),
         lambda yc: yc.backup_resources.list(""),
         lambda yc: yc.compute.list(""),

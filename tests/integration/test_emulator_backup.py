@@ -117,7 +117,7 @@ def test_list_policies(emu: EmulatorHandle, http: requests.Session) -> None:
 # --- applications ------------------------------------------------------------------------------------------
 
 
-def test_list_applications_by_policy_folder_instance(emu: EmulatorHandle, http: requests.Session) -> None:
+def test_list_applications_by_policy_and_policies_by_instance(emu: EmulatorHandle, http: requests.Session) -> None:
     base = f"{emu.url}/backup/v1/policies"
     by_policy = http.get(f"{base}/{demo.POLICY_WEEKLY}/applications").json()["applications"]
     assert by_policy == [
@@ -129,18 +129,19 @@ def test_list_applications_by_policy_folder_instance(emu: EmulatorHandle, http: 
             "createdAt": by_policy[0]["createdAt"],
         }
     ]
-    by_folder = http.get(f"{base}/-/applications", params={"folderId": demo.DEMO_FOLDER_ID}).json()["applications"]
-    assert len(by_folder) == 8  # 7 instances with daily + the weekly one
-    assert all(a["computeInstanceId"] != demo.INSTANCE_OTHER_FOLDER for a in by_folder)
-    by_instance = http.get(f"{base}/-/applications", params={"computeInstanceId": demo.INSTANCE_TWO_POLICIES})
-    assert {a["policyId"] for a in by_instance.json()["applications"]} == {demo.POLICY_DAILY, demo.POLICY_WEEKLY}
-    # exactly one id: "-" needs one of folderId / computeInstanceId, a real policy id needs none
+    # By instance: Policy.List?computeInstanceId (policies applied there). ListApplications takes the policy id
+    # only: policyId, folderId and computeInstanceId are one oneof, and the "-" placeholder is not an id.
+    by_instance = http.get(f"{base}", params={"computeInstanceId": demo.INSTANCE_TWO_POLICIES})
+    assert {p["id"] for p in by_instance.json()["policies"]} == {demo.POLICY_DAILY, demo.POLICY_WEEKLY}
+    by_daily = http.get(f"{base}/{demo.POLICY_DAILY}/applications").json()["applications"]
+    assert len(by_daily) == 7  # the 7 demo instances with Default daily
     assert_error(http.get(f"{base}/-/applications"), 400, 3)
-    both = {"folderId": demo.DEMO_FOLDER_ID, "computeInstanceId": demo.INSTANCE_PROD_DB}
-    assert_error(http.get(f"{base}/-/applications", params=both), 400, 3)
-    assert_error(http.get(f"{base}/{demo.POLICY_DAILY}/applications", params={"folderId": demo.DEMO_FOLDER_ID}), 400, 3)
-    assert_error(http.get(f"{base}/-/applications", params={"folderId": demo.OTHER_FOLDER_ID}), 403, 7)
-    assert_error(http.get(f"{base}/-/applications", params={"folderId": "x", "showProcessing": "maybe"}), 400, 3)
+    for one_more in ({"folderId": demo.DEMO_FOLDER_ID}, {"computeInstanceId": demo.INSTANCE_PROD_DB}):
+        refused = assert_error(http.get(f"{base}/-/applications", params=one_more), 400, 3)
+        assert "multiple id oneof fields" in refused["message"]
+        assert_error(http.get(f"{base}/{demo.POLICY_DAILY}/applications", params=one_more), 400, 3)
+    assert_error(http.get(f"{base}/{demo.POLICY_DAILY}/applications", params={"showProcessing": "maybe"}), 400, 3)
+    assert_error(http.get(f"{base}/{demo.POLICY_OTHER}/applications"), 403, 7)
     assert_error(http.get(f"{base}/cbpnosuchpolicy00000/applications"), 404, 5)
     monthly = http.get(f"{base}/{demo.POLICY_MONTHLY}/applications")
     assert monthly.status_code == 200 and monthly.json() == {}
@@ -161,18 +162,21 @@ def test_apply_is_an_operation_and_show_processing(
         "computeInstanceId": demo.INSTANCE_PROD_DB,
     }
     params = {"computeInstanceId": demo.INSTANCE_PROD_DB}
-    hidden = http.get(f"{base}/-/applications", params=params).json()["applications"]
-    assert [a["policyId"] for a in hidden] == [demo.POLICY_DAILY]
-    shown = http.get(f"{base}/-/applications", params={**params, "showProcessing": "true"}).json()["applications"]
-    processing = [a for a in shown if a["policyId"] == demo.POLICY_WEEKLY]
+    weekly = f"{base}/{demo.POLICY_WEEKLY}/applications"
+    hidden = http.get(weekly).json().get("applications", [])
+    assert [a for a in hidden if a["computeInstanceId"] == demo.INSTANCE_PROD_DB] == []
+    applied = http.get(base, params=params).json()["policies"]
+    assert [p["id"] for p in applied] == [demo.POLICY_DAILY]  # still processing: not applied yet
+    shown = http.get(weekly, params={"showProcessing": "true"}).json()["applications"]
+    processing = [a for a in shown if a["computeInstanceId"] == demo.INSTANCE_PROD_DB]
     assert processing and processing[0]["isProcessing"] is True
 
     clock.advance(emu.state.apply_duration)
     done = get_op(http, emu, op["id"])
     assert done["done"] is True and done["response"] == {"@type": EMPTY}
-    after = http.get(f"{base}/-/applications", params=params).json()["applications"]
-    assert {a["policyId"] for a in after} == {demo.POLICY_DAILY, demo.POLICY_WEEKLY}
-    assert all("isProcessing" not in a for a in after)
+    after = http.get(base, params=params).json()["policies"]
+    assert {p["id"] for p in after} == {demo.POLICY_DAILY, demo.POLICY_WEEKLY}
+    assert all("isProcessing" not in a for a in http.get(weekly).json()["applications"])
 
     again = http.post(f"{base}/{demo.POLICY_WEEKLY}:apply", json={"computeInstanceId": demo.INSTANCE_PROD_DB})
     assert_error(again, 409, 6)
@@ -187,8 +191,8 @@ def test_revoke_removes_the_application(emu: EmulatorHandle, http: requests.Sess
     assert op["metadata"]["@type"] == "type.googleapis.com/yandex.cloud.backup.v1.RevokeMetadata"
     clock.advance(emu.state.apply_duration)
     assert get_op(http, emu, op["id"])["done"] is True
-    apps = http.get(f"{base}/-/applications", params=body).json()["applications"]
-    assert [a["policyId"] for a in apps] == [demo.POLICY_DAILY]
+    applied = http.get(base, params=body).json()["policies"]
+    assert [p["id"] for p in applied] == [demo.POLICY_DAILY]
     assert_error(http.post(f"{base}/{demo.POLICY_WEEKLY}:revoke", json=body), 404, 5)
 
 

@@ -217,11 +217,12 @@ def test_command_line(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline().strip()
-        assert first.startswith("Yandex Cloud emulator listening on http://127.0.0.1:")
+        assert first.startswith("# Yandex Cloud emulator listening on http://127.0.0.1:")
         url = first.rsplit(" ", 1)[1]
-        lines = [proc.stdout.readline().strip() for _ in range(2)]
-        token = lines[1].split("=", 1)[1]
-        assert lines[0] == f"YC_API_ENDPOINT={url}" and token == demo.DEMO_TOKEN
+        lines = [proc.stdout.readline().strip() for _ in range(3)]
+        token = lines[1].removeprefix("export YC_IAM_TOKEN=")
+        assert lines[0] == f"export YC_API_ENDPOINT={url}" and token == demo.DEMO_TOKEN
+        assert lines[2] == f"export FOLDER_ID={demo.DEMO_FOLDER_ID}"  # what the function reads: eval-able
         resp = requests.get(
             f"{url}/compute/v1/instances/{demo.INSTANCE_PROD_DB}", headers={"Authorization": f"Bearer {token}"}
         )
@@ -241,3 +242,18 @@ def test_resources_view_on_the_state(emu: EmulatorHandle) -> None:
     resources = emu.state.resources
     assert demo.INSTANCE_NO_AGENT not in resources
     assert resources[demo.INSTANCE_NO_POLICY]["status"] == "OTHER"
+
+
+def test_command_line_output_is_eval_able_shell() -> None:
+    from local.emulator.__main__ import shell_lines
+
+    text = "\n".join(shell_lines("http://127.0.0.1:8710", demo.DEMO_TOKEN))
+    out = subprocess.run(
+        ["bash", "-c", 'eval "$1"; printf "%s|%s|%s" "$YC_API_ENDPOINT" "$YC_IAM_TOKEN" "$FOLDER_ID"', "-", text],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ.get("PATH", "")},
+    )
+    assert out.stdout == f"http://127.0.0.1:8710|{demo.DEMO_TOKEN}|{demo.DEMO_FOLDER_ID}"
+    assert out.stderr == ""

@@ -24,9 +24,11 @@ from adapters.sinks import (
     verify_signature,
 )
 from adapters.sqs import SqsQueue
-from backups.models import FollowupTicket, ReplyTarget, ResultEvent, TriggerInfo
+from backups.events import result_from_operation, timed_out_result
+from backups.handoff import FollowupTicket
+from backups.models import ReplyTarget, ResultEvent, TriggerInfo
 from backups.ports import SinkError
-from backups.results import result_from_operation, timed_out_result
+from backups.target import BackupTarget
 from settings import Settings
 from tests.conftest import drain
 from tests.receivers import Receiver
@@ -39,10 +41,13 @@ START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 def make_ticket(**kw: Any) -> FollowupTicket:
     fields: dict[str, Any] = {
         "operation_id": "op1",
-        "policy_id": "pol1",
-        "compute_instance_id": "vm1",
-        "instance_name": "web-1",
-        "trigger": TriggerInfo(source="slack", trigger_id="trig-1", requested_by="U123"),
+        "target": BackupTarget(
+            trigger=TriggerInfo(source="slack", trigger_id="trig-1", requested_by="U123"),
+            asked="instanceName=web-1",
+            policy_id="pol1",
+            compute_instance_id="vm1",
+            instance_name="web-1",
+        ),
         "started_at": START,
         "deadline": START + timedelta(days=1),
         "attempt": 3,

@@ -7,9 +7,13 @@ from typing import Any
 
 import pytest
 
+from backups.errors import NothingMatched
+from backups.events import failed_start_event
 from backups.models import TriggerInfo
-from backups.resolve import NothingMatched, build_request
-from backups.start import StartReport, idempotency_key, start_backups
+from backups.report import StartReport
+from backups.request import build_request
+from backups.run import start_backups
+from backups.target import idempotency_key
 from local.emulator import EmulatorConfig, start_emulator
 from local.emulator.seed import (
     DEMO_FOLDER_ID,
@@ -94,7 +98,7 @@ def test_offline_agent_reported_per_target(emu: Any) -> None:
     assert [s.compute_instance_id for s in report.started] == [INSTANCE_PROD_DB]
     (failed,) = report.failed
     assert (failed.compute_instance_id, failed.code, failed.grpc_code) == (INSTANCE_OFFLINE, "AGENT_OFFLINE", 9)
-    data = failed.result_event("urn:test").data
+    data = failed_start_event(failed, source="urn:test").data
     assert data.error is not None and "offline" in data.error.message
     assert [e["computeInstanceId"] for e in emu.state.execute_log] == [INSTANCE_PROD_DB]
 

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from backups.models import BackupRequest
+from backups.request import BackupRequest
 from chatops.signing import BadRequest, PayloadTooLarge, ReplayCache, Unauthorized
 from chatops.slack import (
     BackupCommand,

@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from backups.followup import FollowOutcome, MalformedTicket, follow, parse_ticket, ticket_body
-from backups.models import FollowupTicket, ReplyTarget, ResultEvent, TriggerInfo
+from backups.followup import FollowOutcome, follow
+from backups.handoff import FollowupTicket, MalformedTicket, parse_ticket
+from backups.models import ReplyTarget, ResultEvent, TriggerInfo
 from backups.ports import QueueError, SinkError
+from backups.target import BackupTarget
 from settings import Settings
 from ycloud.errors import CloudError
 from ycloud.models import ExecuteMetadata, Operation, Status
@@ -53,7 +55,15 @@ class Cloud:
     def __init__(self) -> None:
         self.operations = Operations()
 
-    def put(self, *, done: bool = False, progress: float | None = None, error: Status | None = None) -> Operation:
+    def put(
+        self,
+        *,
+        done: bool = False,
+        progress: float | None = None,
+        error: Status | None = None,
+        policy_id: str = "pol1",
+        compute_instance_id: str = "vm1",
+    ) -> Operation:
         op = Operation(
             id="op1",
             done=done,
@@ -61,7 +71,9 @@ class Cloud:
             error=error,
             created_at=START,
             modified_at=START + timedelta(minutes=20),
-            metadata=ExecuteMetadata(policy_id="pol1", compute_instance_id="vm1", progress_percentage=progress),
+            metadata=ExecuteMetadata(
+                policy_id=policy_id, compute_instance_id=compute_instance_id, progress_percentage=progress
+            ),
         )
         self.operations.store[op.id] = op
         return op
@@ -115,7 +127,12 @@ def make_ticket(**kw) -> FollowupTicket:
         "deadline": START + timedelta(hours=24),
     }
     fields.update(kw)
-    return FollowupTicket(**fields)
+    target = {k: fields.pop(k) for k in TARGET_FIELDS if k in fields}
+    asked = f"computeInstanceId={target['compute_instance_id']}"
+    return FollowupTicket(target=BackupTarget(asked=asked, **target), **fields)
+
+
+TARGET_FIELDS = ("trigger", "policy_id", "compute_instance_id", "instance_name", "folder_id")
 
 
 def run(
@@ -314,7 +331,7 @@ def test_duplicate_tickets_produce_the_same_event_id():
     cloud = Cloud()
     cloud.put(done=True, error=Status(code=INTERNAL, message="boom"))
     ticket = make_ticket()
-    duplicate = parse_ticket(ticket_body(ticket))
+    duplicate = parse_ticket(ticket.body())
     a, _, _ = run(ticket, cloud, at=1300)
     b, _, _ = run(duplicate, cloud, at=1500)
     assert a.event is not None and b.event is not None and a.event.id == b.event.id
@@ -334,8 +351,8 @@ def test_parse_ticket_round_trip():
     ticket = make_ticket(
         reply_to=ReplyTarget(response_url="https://hooks.slack.com/a", expires_at=START + timedelta(minutes=30))
     )
-    assert parse_ticket(ticket_body(ticket)) == ticket
-    assert parse_ticket(ticket_body(ticket).encode()) == ticket
+    assert parse_ticket(ticket.body()) == ticket
+    assert parse_ticket(ticket.body().encode()) == ticket
 
 
 SECRET_URL = "https://hooks.slack.com/commands/T1/2/s3cr3tT0ken"
@@ -344,7 +361,7 @@ SECRET_URL = "https://hooks.slack.com/commands/T1/2/s3cr3tT0ken"
 @pytest.mark.parametrize(
     ("body", "words"),
     [
-        ("not json", "not JSON"),
+        ("not json", "not valid JSON"),
         ("[1, 2]", "JSON object"),
         (json.dumps({"kind": "request"}), "not a follow-up ticket"),
         (json.dumps({"kind": "followup", "version": 7}), "unsupported"),
@@ -373,3 +390,114 @@ def test_malformed_tickets_are_refused_clearly_without_echoing_the_body(body, wo
     assert words in str(info.value)
     assert "s3cr3tT0ken" not in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_malformed_v2_ticket_is_refused_without_echoing_the_body():
+    ticket = make_ticket(
+        reply_to=ReplyTarget(response_url=SECRET_URL, expires_at=START + timedelta(minutes=30))
+    ).to_json_dict()
+    ticket["startedAt"] = "yesterday"
+    with pytest.raises(MalformedTicket, match="startedAt") as info:
+        parse_ticket(json.dumps(ticket))
+    assert "s3cr3tT0ken" not in str(info.value)
+
+
+# --- version 1 tickets, forged tickets -----------------------------------------------------------------------
+
+
+def v1_body(**kw) -> str:
+    """A ticket as version 1 wrote it: the target's fields flat in the ticket, no version."""
+    fields = {
+        "kind": "followup",
+        "operationId": "op1",
+        "policyId": "pol1",
+        "computeInstanceId": "vm1",
+        "instanceName": "web-1",
+        "folderId": "folder1",
+        "trigger": {"source": "yc.timer", "triggerId": "evt-1"},
+        "startedAt": "2026-01-01T12:00:00Z",
+        "deadline": "2026-01-02T12:00:00Z",
+        "attempt": 3,
+        "transientErrors": 1,
+    }
+    fields.update(kw)
+    return json.dumps(fields)
+
+
+def test_a_v1_ticket_is_migrated_by_parse_ticket():
+    ticket = parse_ticket(v1_body())
+    assert ticket.version == 2
+    assert ticket.target == BackupTarget(
+        trigger=TriggerInfo(source="yc.timer", trigger_id="evt-1"),
+        asked="computeInstanceId=vm1",
+        policy_id="pol1",
+        compute_instance_id="vm1",
+        instance_name="web-1",
+        folder_id="folder1",
+    )
+    assert (ticket.operation_id, ticket.started_at, ticket.deadline) == ("op1", START, START + timedelta(days=1))
+    assert (ticket.attempt, ticket.transient_errors) == (3, 1)
+    # written back as version 2, and the same target as a version 2 ticket: the same result event id
+    sent = json.loads(ticket.body())
+    assert sent["version"] == 2 and sent["target"]["computeInstanceId"] == "vm1" and "computeInstanceId" not in sent
+    assert parse_ticket(ticket.body()) == ticket
+    cloud = Cloud()
+    cloud.put(done=True)
+    migrated, _, _ = run(ticket, cloud, at=1300)
+    native, _, _ = run(make_ticket(folder_id="folder1"), cloud, at=1300)
+    assert migrated.event is not None and native.event is not None and migrated.event.id == native.event.id
+    assert migrated.event.data.status == "succeeded"
+
+
+def test_a_v1_ticket_with_an_explicit_version_is_migrated_too():
+    assert parse_ticket(v1_body(version=1)) == parse_ticket(v1_body())
+
+
+@pytest.mark.parametrize(
+    ("running", "metadata"),
+    [
+        (False, {"compute_instance_id": "vm2"}),
+        (False, {"policy_id": "pol2"}),
+        (True, {"compute_instance_id": "vm2"}),
+    ],
+    ids=["done-other-instance", "done-other-policy", "running-other-instance"],
+)
+def test_a_ticket_whose_operation_metadata_differs_ends_in_a_failed_ticket_mismatch(running, metadata):
+    cloud = Cloud()
+    cloud.put(done=not running, progress=40.0 if running else 100.0, **metadata)
+    sink = Sink()
+    outcome, queue, _ = run(make_ticket(), cloud, at=1300, sinks=[sink])
+    assert outcome.action == "finished" and queue.sent == []  # never a success, never followed further
+    assert outcome.event is not None and sink.events == [outcome.event]
+    assert outcome.event.data.status == "failed"
+    assert outcome.event.type == "cloud.yandex.backup.execute.failed"
+    error = outcome.event.data.error
+    assert error is not None and error.code == "TICKET_MISMATCH" and error.grpc_code is None
+    assert "op1" in error.message and "vm1" in error.message and "pol1" in error.message
+    # reported as the ticket's target (its event id), not as what the operation is about
+    assert outcome.event.data.compute_instance_id == "vm1"
+    assert outcome.event.id == make_ticket().target.result_event_id
+    assert cloud.operations.calls == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        v1_body(operationId="../x"),
+        json.dumps(make_ticket().to_json_dict() | {"operationId": "../x"}),
+        json.dumps(make_ticket().to_json_dict() | {"operationId": "op1/../../x"}),
+        v1_body(computeInstanceId="../x"),
+        v1_body(policyId="../x"),
+    ],
+    ids=["v1-operation", "v2-operation", "v2-operation-suffix", "v1-instance", "v1-policy"],
+)
+def test_a_ticket_with_a_path_in_an_id_is_refused_before_any_call(body):
+    cloud = Cloud()
+    cloud.put(done=True)
+    with pytest.raises(MalformedTicket, match="invalid follow-up ticket") as info:
+        parse_ticket(body)
+    assert "../x" not in str(info.value)
+    assert cloud.operations.calls == 0
+    # and a ticket cannot be built with one either, so follow() never sees it
+    with pytest.raises(ValueError):
+        make_ticket(operation_id="../x")

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import pytest
 
-from backups.models import BackupRequest
-from backups.resolve import (
-    CloudFailed,
-    CloudUnavailable,
-    FanoutRequest,
-    NothingMatched,
-    RequestInvalid,
-    Resolver,
-    build_request,
-    opt_out_value,
-)
+from backups.errors import CloudFailed, CloudUnavailable, NothingMatched, RequestInvalid
+from backups.handoff import FanoutMessage, ForgedFanout, read_fanout
+from backups.models import TriggerInfo
+from backups.request import BackupRequest, build_request
+from backups.resolve import Resolver, opt_out_value
+from backups.target import BackupTarget, Failed, Outcome, Planned, Retryable, Skipped
 from settings import Settings
 from tests.fakes import FakeCloud
 from ycloud.errors import CloudError
 
 FOLDER = "b1gfolder"
 OTHER = "b1gother"
+TRIGGER = TriggerInfo(source="yc.timer", trigger_id="t1")
+SECRET = "fanout-test-secret"
 
 
 def settings(**env: Any) -> Settings:
@@ -31,6 +29,51 @@ def settings(**env: Any) -> Settings:
 
 def req(**fields: Any) -> BackupRequest:
     return BackupRequest.model_validate(fields)
+
+
+class Problem(NamedTuple):
+    """A per-target problem as the tests read it: a `Failed` or a `Retryable` outcome."""
+
+    code: str
+    message: str
+    compute_instance_id: str | None
+    policy_id: str | None
+    retryable: bool
+
+
+@dataclass
+class Res:
+    """The outcomes of one resolution, sorted by kind."""
+
+    outcomes: list[Outcome]
+
+    @property
+    def planned(self) -> list[Planned]:
+        return [o for o in self.outcomes if isinstance(o, Planned)]
+
+    @property
+    def targets(self) -> list[BackupTarget]:
+        return [o.target for o in self.planned]
+
+    @property
+    def skipped(self) -> list[Skipped]:
+        return [o for o in self.outcomes if isinstance(o, Skipped)]
+
+    @property
+    def problems(self) -> list[Problem]:
+        out = []
+        for o in self.outcomes:
+            if isinstance(o, Failed):
+                out.append(
+                    Problem(o.error.code, o.error.message, o.target.compute_instance_id, o.target.policy_id, False)
+                )
+            elif isinstance(o, Retryable):
+                out.append(Problem(o.code, o.message, o.target.compute_instance_id, o.target.policy_id, True))
+        return out
+
+
+def resolve(resolver: Resolver, request: BackupRequest) -> Res:
+    return Res(resolver.resolve(request, TRIGGER))
 
 
 @pytest.fixture()
@@ -112,7 +155,7 @@ def test_policy_id_and_name_refused() -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("{not json", "not JSON"),
+        ("{not json", "not valid JSON"),
         ("[1, 2]", "JSON object"),
         (b"\xff\xfe", "UTF-8"),
         ({"computeInstanceId": "UPPER/../x"}, "computeInstanceId"),
@@ -126,12 +169,36 @@ def test_malformed_refused(body: Any, message: str) -> None:
 
 
 def test_fanout_body_only_when_allowed() -> None:
-    body = {"kind": "fanout", "triggerId": "t1", "source": "yc.timer", "computeInstanceId": "fhm1", "policyId": "cdg1"}
+    legacy = {
+        "kind": "fanout",
+        "triggerId": "t1",
+        "source": "yc.timer",
+        "computeInstanceId": "fhm1",
+        "policyId": "cdg1",
+    }
+    with pytest.raises(RequestInvalid, match="request queue"):
+        build_request(legacy, settings())
+    target = BackupTarget(trigger=TRIGGER, asked="computeInstanceId=fhm1", compute_instance_id="fhm1", policy_id="cdg1")
+    body = FanoutMessage(target=target).signed(SECRET).to_json_dict()
     with pytest.raises(RequestInvalid, match="request queue"):
         build_request(body, settings())
-    r = build_request(body, settings(FOLDER_ID=FOLDER, DEFAULT_POLICY_ID="cdgother"), allow_fanout=True)
-    assert isinstance(r, FanoutRequest)
-    assert (r.trigger_id, r.source, r.policy_id, r.folder_id) == ("t1", "yc.timer", "cdg1", None)
+    # read from the request queue (and signed), it is taken as written: no defaults merged under it
+    r = read_fanout(body, settings(FOLDER_ID=FOLDER, DEFAULT_POLICY_ID="cdgother", FANOUT_SECRET=SECRET))
+    assert isinstance(r, FanoutMessage)
+    t = r.target
+    assert (t.trigger.trigger_id, t.trigger.source, t.policy_id, t.folder_id) == ("t1", "yc.timer", "cdg1", None)
+
+
+def test_unsigned_or_foreign_fanout_body_is_refused() -> None:
+    target = BackupTarget(trigger=TRIGGER, asked="computeInstanceId=fhm1", compute_instance_id="fhm1", policy_id="cdg1")
+    signed = FanoutMessage(target=target).signed(SECRET).to_json_dict()
+    with pytest.raises(ForgedFanout, match="FANOUT_SECRET is not set"):
+        read_fanout(signed, settings())
+    with pytest.raises(ForgedFanout, match="signature"):
+        read_fanout(signed, settings(FANOUT_SECRET="another-secret"))
+    legacy = {"kind": "fanout", "triggerId": "t1", "source": "yc.timer", "computeInstanceId": "fhm1", "policyId": "p"}
+    with pytest.raises(ForgedFanout, match="invalid fan-out message"):
+        read_fanout(legacy, settings(FANOUT_SECRET=SECRET))
 
 
 # --- opt-out -------------------------------------------------------------------------------------------
@@ -155,9 +222,9 @@ def test_opted_out_instance_skipped_with_reason(cloud: FakeCloud) -> None:
     c = cloud.add_instance(labels={"env": "prod", "backup-opt-out": "false"})
     for vm in (a, b, c):
         cloud.apply_now(p.id, vm.id)
-    res = Resolver(cloud, settings(FOLDER_ID=FOLDER)).resolve(req(instanceLabels={"env": "prod"}, policyId=p.id))
+    res = resolve(Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(instanceLabels={"env": "prod"}, policyId=p.id))
     assert {t.compute_instance_id for t in res.targets} == {a.id, c.id}
-    assert [s.compute_instance_id for s in res.skipped] == [b.id]
+    assert [s.target.compute_instance_id for s in res.skipped] == [b.id]
     assert "backup-opt-out=true" in res.skipped[0].reason
 
 
@@ -165,9 +232,9 @@ def test_custom_opt_out_label_honoured_for_direct_ids(cloud: FakeCloud) -> None:
     p = cloud.add_policy("daily")
     vm = cloud.add_instance(labels={"no-backup": "yes"})
     cloud.apply_now(p.id, vm.id)
-    res = Resolver(cloud, settings(OPT_OUT_LABEL="no-backup")).resolve(req(computeInstanceId=vm.id, policyId=p.id))
+    res = resolve(Resolver(cloud, settings(OPT_OUT_LABEL="no-backup")), req(computeInstanceId=vm.id, policyId=p.id))
     assert res.targets == []
-    assert res.skipped[0].compute_instance_id == vm.id
+    assert res.skipped[0].target.compute_instance_id == vm.id
     assert cloud.count("compute.get") == 1
 
 
@@ -178,7 +245,7 @@ def test_compute_instance_id_uses_one_get(cloud: FakeCloud) -> None:
     p = cloud.add_policy("daily")
     vm = cloud.add_instance(name="web-1")
     cloud.apply_now(p.id, vm.id)
-    res = Resolver(cloud, settings(FOLDER_ID=FOLDER)).resolve(req(computeInstanceId=vm.id, policyId=p.id))
+    res = resolve(Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(computeInstanceId=vm.id, policyId=p.id))
     assert [(t.compute_instance_id, t.policy_id, t.instance_name, t.folder_id) for t in res.targets] == [
         (vm.id, p.id, "web-1", FOLDER)
     ]
@@ -189,7 +256,7 @@ def test_compute_instance_id_uses_one_get(cloud: FakeCloud) -> None:
 
 def test_compute_instance_id_not_found(cloud: FakeCloud) -> None:
     with pytest.raises(NothingMatched, match="fhmmissing") as info:
-        Resolver(cloud, settings()).resolve(req(computeInstanceId="fhmmissing", policyId="cdg1"))
+        resolve(Resolver(cloud, settings()), req(computeInstanceId="fhmmissing", policyId="cdg1"))
     assert info.value.http_status == 404
 
 
@@ -200,7 +267,7 @@ def test_compute_instance_ids_with_folder_list_once(cloud: FakeCloud) -> None:
     for vm in [*vms, elsewhere]:
         cloud.apply_now(p.id, vm.id)
     ids = [vm.id for vm in vms] + [elsewhere.id, "fhmmissing"]
-    res = Resolver(cloud, settings(FOLDER_ID=FOLDER)).resolve(req(computeInstanceIds=ids, policyId=p.id))
+    res = resolve(Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(computeInstanceIds=ids, policyId=p.id))
     assert [t.compute_instance_id for t in res.targets] == ids[:6]
     assert [(x.code, x.compute_instance_id) for x in res.problems] == [("NOT_FOUND", "fhmmissing")]
     assert cloud.count("compute.list") == 1
@@ -212,7 +279,7 @@ def test_compute_instance_ids_without_folder_get_each(cloud: FakeCloud) -> None:
     vms = [cloud.add_instance() for _ in range(3)]
     for vm in vms:
         cloud.apply_now(p.id, vm.id)
-    res = Resolver(cloud, settings()).resolve(req(computeInstanceIds=[v.id for v in vms], policyId=p.id))
+    res = resolve(Resolver(cloud, settings()), req(computeInstanceIds=[v.id for v in vms], policyId=p.id))
     assert len(res.targets) == 3
     assert cloud.count("compute.get") == 3
     assert cloud.count("compute.list") == 0
@@ -220,7 +287,7 @@ def test_compute_instance_ids_without_folder_get_each(cloud: FakeCloud) -> None:
 
 def test_compute_instance_ids_all_missing(cloud: FakeCloud) -> None:
     with pytest.raises(NothingMatched):
-        Resolver(cloud, settings()).resolve(req(computeInstanceIds=["fhma", "fhmb"], policyId="cdg1"))
+        resolve(Resolver(cloud, settings()), req(computeInstanceIds=["fhma", "fhmb"], policyId="cdg1"))
 
 
 def test_permission_denied_on_one_instance_is_per_target(cloud: FakeCloud) -> None:
@@ -228,7 +295,7 @@ def test_permission_denied_on_one_instance_is_per_target(cloud: FakeCloud) -> No
     vm = cloud.add_instance()
     cloud.apply_now(p.id, vm.id)
     cloud.fail("compute.get", CloudError(7, "denied"), when=lambda instance_id: instance_id == "fhmsecret")
-    res = Resolver(cloud, settings()).resolve(req(computeInstanceIds=[vm.id, "fhmsecret"], policyId=p.id))
+    res = resolve(Resolver(cloud, settings()), req(computeInstanceIds=[vm.id, "fhmsecret"], policyId=p.id))
     assert [t.compute_instance_id for t in res.targets] == [vm.id]
     assert res.problems[0].code == "PERMISSION_DENIED"
     assert "compute.viewer" in res.problems[0].message
@@ -239,7 +306,7 @@ def test_instance_name_uses_filter(cloud: FakeCloud) -> None:
     vm = cloud.add_instance(name="web-1")
     cloud.add_instance(name="web-2")
     cloud.apply_now(p.id, vm.id)
-    res = Resolver(cloud, settings(FOLDER_ID=FOLDER)).resolve(req(instanceName="web-1", policyId=p.id))
+    res = resolve(Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(instanceName="web-1", policyId=p.id))
     assert [t.compute_instance_id for t in res.targets] == [vm.id]
     (call,) = [kw for m, kw in cloud.call_log if m == "compute.list"]
     assert call["filter"] == 'name="web-1"'
@@ -248,13 +315,13 @@ def test_instance_name_uses_filter(cloud: FakeCloud) -> None:
 
 def test_instance_name_not_found(cloud: FakeCloud) -> None:
     with pytest.raises(NothingMatched, match='no instance named "ghost"'):
-        Resolver(cloud, settings(FOLDER_ID=FOLDER)).resolve(req(instanceName="ghost", policyId="cdg1"))
+        resolve(Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(instanceName="ghost", policyId="cdg1"))
 
 
 @pytest.mark.parametrize("selector", [{"instanceName": "web-1"}, {"instanceLabels": {"env": "prod"}}])
 def test_folder_needed(cloud: FakeCloud, selector: dict[str, Any]) -> None:
     with pytest.raises(RequestInvalid, match="needs folderId"):
-        Resolver(cloud, settings()).resolve(req(**selector, policyId="cdg1"))
+        resolve(Resolver(cloud, settings()), req(**selector, policyId="cdg1"))
 
 
 def test_labels_client_side_one_paged_listing(cloud: FakeCloud) -> None:
@@ -265,8 +332,8 @@ def test_labels_client_side_one_paged_listing(cloud: FakeCloud) -> None:
         cloud.add_instance(labels={"env": "dev", "role": "db"})
     for vm in prod:
         cloud.apply_now(p.id, vm.id)
-    res = Resolver(cloud, settings(FOLDER_ID=FOLDER)).resolve(
-        req(instanceLabels={"env": "prod", "role": "db"}, policyId=p.id)
+    res = resolve(
+        Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(instanceLabels={"env": "prod", "role": "db"}, policyId=p.id)
     )
     assert len(res.targets) == 1500
     assert cloud.count("compute.list") == 3  # 2,200 instances at 1,000 a page
@@ -276,15 +343,16 @@ def test_labels_client_side_one_paged_listing(cloud: FakeCloud) -> None:
 def test_labels_nothing_matched(cloud: FakeCloud) -> None:
     cloud.add_instance(labels={"env": "dev"})
     with pytest.raises(NothingMatched, match="env=prod"):
-        Resolver(cloud, settings(FOLDER_ID=FOLDER)).resolve(req(instanceLabels={"env": "prod"}, policyId="cdg1"))
+        resolve(Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(instanceLabels={"env": "prod"}, policyId="cdg1"))
 
 
 def test_request_folder_wins_over_settings(cloud: FakeCloud) -> None:
     p = cloud.add_policy("daily", folder_id=OTHER)
     vm = cloud.add_instance(folder_id=OTHER, labels={"env": "prod"})
     cloud.apply_now(p.id, vm.id)
-    res = Resolver(cloud, settings(FOLDER_ID=FOLDER)).resolve(
-        req(instanceLabels={"env": "prod"}, folderId=OTHER, policyName="daily")
+    res = resolve(
+        Resolver(cloud, settings(FOLDER_ID=FOLDER)),
+        req(instanceLabels={"env": "prod"}, folderId=OTHER, policyName="daily"),
     )
     assert [(t.compute_instance_id, t.policy_id, t.folder_id) for t in res.targets] == [(vm.id, p.id, OTHER)]
 
@@ -295,9 +363,9 @@ def test_resolver_caches_within_invocation(cloud: FakeCloud) -> None:
         vm = cloud.add_instance(labels={"env": "prod"})
         cloud.apply_now(p.id, vm.id)
     resolver = Resolver(cloud, settings(FOLDER_ID=FOLDER))
-    resolver.resolve(req(instanceLabels={"env": "prod"}, policyName="daily"))
+    resolve(resolver, req(instanceLabels={"env": "prod"}, policyName="daily"))
     first = cloud.calls
-    resolver.resolve(req(instanceLabels={"env": "prod"}, policyName="daily"))
+    resolve(resolver, req(instanceLabels={"env": "prod"}, policyName="daily"))
     assert cloud.calls == first == 3  # instances, policies, applications: once each
 
 
@@ -310,8 +378,8 @@ def test_policy_by_name_lists_policies_once(cloud: FakeCloud) -> None:
     vms = [cloud.add_instance(labels={"env": "prod"}) for _ in range(4)]
     for vm in vms:
         cloud.apply_now(daily.id, vm.id)
-    res = Resolver(cloud, settings(FOLDER_ID=FOLDER)).resolve(
-        req(instanceLabels={"env": "prod"}, policyName="Default daily")
+    res = resolve(
+        Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(instanceLabels={"env": "prod"}, policyName="Default daily")
     )
     assert {t.policy_id for t in res.targets} == {daily.id}
     assert {t.policy_name for t in res.targets} == {"Default daily"}
@@ -322,7 +390,7 @@ def test_policy_by_name_lists_policies_once(cloud: FakeCloud) -> None:
 def test_policy_name_unknown(cloud: FakeCloud) -> None:
     cloud.add_instance(labels={"env": "prod"})
     with pytest.raises(NothingMatched, match='no backup policy named "nope"'):
-        Resolver(cloud, settings(FOLDER_ID=FOLDER)).resolve(req(instanceLabels={"env": "prod"}, policyName="nope"))
+        resolve(Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(instanceLabels={"env": "prod"}, policyName="nope"))
 
 
 def test_policy_name_ambiguous(cloud: FakeCloud) -> None:
@@ -330,14 +398,14 @@ def test_policy_name_ambiguous(cloud: FakeCloud) -> None:
     cloud.add_policy("twin")
     cloud.add_instance(labels={"env": "prod"})
     with pytest.raises(RequestInvalid, match="several policies"):
-        Resolver(cloud, settings(FOLDER_ID=FOLDER)).resolve(req(instanceLabels={"env": "prod"}, policyName="twin"))
+        resolve(Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(instanceLabels={"env": "prod"}, policyName="twin"))
 
 
 def test_policy_name_uses_instance_folder_without_folder_id(cloud: FakeCloud) -> None:
     p = cloud.add_policy("daily", folder_id=OTHER)
     vm = cloud.add_instance(folder_id=OTHER)
     cloud.apply_now(p.id, vm.id)
-    res = Resolver(cloud, settings()).resolve(req(computeInstanceId=vm.id, policyName="daily"))
+    res = resolve(Resolver(cloud, settings()), req(computeInstanceId=vm.id, policyName="daily"))
     assert [t.policy_id for t in res.targets] == [p.id]
     assert [kw["folder_id"] for m, kw in cloud.call_log if m == "policies.list"] == [OTHER]
 
@@ -345,7 +413,7 @@ def test_policy_name_uses_instance_folder_without_folder_id(cloud: FakeCloud) ->
 def test_policy_id_unknown(cloud: FakeCloud) -> None:
     vm = cloud.add_instance()
     with pytest.raises(NothingMatched, match="cdgnope"):
-        Resolver(cloud, settings()).resolve(req(computeInstanceId=vm.id, policyId="cdgnope"))
+        resolve(Resolver(cloud, settings()), req(computeInstanceId=vm.id, policyId="cdgnope"))
 
 
 def test_no_policy_exactly_one_none_several(cloud: FakeCloud) -> None:
@@ -356,7 +424,7 @@ def test_no_policy_exactly_one_none_several(cloud: FakeCloud) -> None:
     cloud.apply_now(daily.id, one.id)
     cloud.apply_now(daily.id, two.id)
     cloud.apply_now(weekly.id, two.id)
-    res = Resolver(cloud, settings(FOLDER_ID=FOLDER)).resolve(req(instanceLabels={"env": "prod"}))
+    res = resolve(Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(instanceLabels={"env": "prod"}))
     assert [(t.compute_instance_id, t.policy_id) for t in res.targets] == [(one.id, daily.id)]
     problems = {p.compute_instance_id: p for p in res.problems}
     assert problems[none.id].code == "POLICY_NOT_APPLIED"
@@ -364,27 +432,69 @@ def test_no_policy_exactly_one_none_several(cloud: FakeCloud) -> None:
     assert problems[two.id].code == "AMBIGUOUS_POLICY"
     assert daily.id in problems[two.id].message and weekly.id in problems[two.id].message
     assert "policyId or policyName" in problems[two.id].message
-    # one listing of the folder's applications for all instances
-    assert [kw["folder_id"] for m, kw in cloud.call_log if m == "policies.list_applications"] == [FOLDER]
+    # several instances: the folder's policies once, then the applications of each policy (the only
+    # proto-valid form of ListApplications), never a by-instance or by-folder listing of applications
+    assert [kw["folder_id"] for m, kw in cloud.call_log if m == "policies.list"] == [FOLDER]
+    assert [kw["policy_id"] for m, kw in cloud.call_log if m == "policies.list_applications"] == [daily.id, weekly.id]
 
 
-def test_no_policy_falls_back_to_per_instance(cloud: FakeCloud) -> None:
-    cloud.applications_by_folder = False
+def _policy_lookups(cloud: FakeCloud) -> list[tuple[str, dict[str, Any]]]:
+    return [(m, kw) for m, kw in cloud.call_log if m.startswith("policies.")]
+
+
+def test_no_policy_one_instance_lists_the_policies_applied_to_it(cloud: FakeCloud) -> None:
     p = cloud.add_policy("daily")
-    vms = [cloud.add_instance(labels={"env": "prod"}) for _ in range(3)]
-    for vm in vms:
-        cloud.apply_now(p.id, vm.id)
-    res = Resolver(cloud, settings(FOLDER_ID=FOLDER)).resolve(req(instanceLabels={"env": "prod"}))
-    assert len(res.targets) == 3
-    calls = [kw for m, kw in cloud.call_log if m == "policies.list_applications"]
-    assert len(calls) == 1 + 3  # the refused by-folder listing, then one per instance
-    assert [c["compute_instance_id"] for c in calls[1:]] == [vm.id for vm in vms]
+    cloud.add_policy("weekly")
+    vm = cloud.add_instance()
+    cloud.apply_now(p.id, vm.id)
+    res = resolve(Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(computeInstanceId=vm.id))
+    assert [(t.compute_instance_id, t.policy_id) for t in res.targets] == [(vm.id, p.id)]
+    assert _policy_lookups(cloud) == [
+        ("policies.list", {"folder_id": None, "compute_instance_id": vm.id}),
+        ("policies.list_applications", {"policy_id": p.id, "show_processing": True}),
+    ]
+    assert cloud.calls == 3  # compute.get, the policies applied to the instance, that policy's applications
+
+
+def test_no_policy_by_name_one_match_lists_the_policies_applied_to_it(cloud: FakeCloud) -> None:
+    p = cloud.add_policy("daily")
+    vm = cloud.add_instance(name="db-1")
+    cloud.add_instance(name="db-2")
+    cloud.apply_now(p.id, vm.id)
+    res = resolve(Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(instanceName="db-1"))
+    assert [(t.compute_instance_id, t.policy_id) for t in res.targets] == [(vm.id, p.id)]
+    assert _policy_lookups(cloud) == [
+        ("policies.list", {"folder_id": None, "compute_instance_id": vm.id}),
+        ("policies.list_applications", {"policy_id": p.id, "show_processing": True}),
+    ]
+    assert cloud.calls == 3  # the filtered instance listing, then as for one instance
+
+
+def test_no_policy_label_selector_lists_folder_policies_once_and_each_policy_applications(cloud: FakeCloud) -> None:
+    daily, weekly = cloud.add_policy("daily"), cloud.add_policy("weekly")
+    cloud.add_policy("elsewhere", folder_id=OTHER)
+    vms = [cloud.add_instance(labels={"env": "prod"}) for _ in range(5)]
+    for vm in vms[:3]:
+        cloud.apply_now(daily.id, vm.id)
+    for vm in vms[3:]:
+        cloud.apply_now(weekly.id, vm.id)
+    res = resolve(Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(instanceLabels={"env": "prod"}))
+    assert [(t.compute_instance_id, t.policy_id) for t in res.targets] == [
+        *[(vm.id, daily.id) for vm in vms[:3]],
+        *[(vm.id, weekly.id) for vm in vms[3:]],
+    ]
+    assert _policy_lookups(cloud) == [
+        ("policies.list", {"folder_id": FOLDER, "compute_instance_id": None}),
+        ("policies.list_applications", {"policy_id": daily.id, "show_processing": True}),
+        ("policies.list_applications", {"policy_id": weekly.id, "show_processing": True}),
+    ]
+    assert cloud.calls == 1 + 1 + 2  # one instance page, the folder's policies, one listing per policy
 
 
 def test_policy_not_applied_message(cloud: FakeCloud) -> None:
     p = cloud.add_policy("daily")
     vm = cloud.add_instance()
-    res = Resolver(cloud, settings()).resolve(req(computeInstanceId=vm.id, policyId=p.id))
+    res = resolve(Resolver(cloud, settings()), req(computeInstanceId=vm.id, policyId=p.id))
     assert res.targets == []
     (problem,) = res.problems
     assert problem.code == "POLICY_NOT_APPLIED"
@@ -398,8 +508,8 @@ def test_policy_not_applied_message(cloud: FakeCloud) -> None:
 def test_apply_if_missing_marks_target(cloud: FakeCloud) -> None:
     p = cloud.add_policy("daily")
     vm = cloud.add_instance()
-    res = Resolver(cloud, settings()).resolve(req(computeInstanceId=vm.id, policyId=p.id, applyIfMissing=True))
-    assert [(t.compute_instance_id, t.needs_apply) for t in res.targets] == [(vm.id, True)]
+    res = resolve(Resolver(cloud, settings()), req(computeInstanceId=vm.id, policyId=p.id, applyIfMissing=True))
+    assert [(p.target.compute_instance_id, p.apply_first) for p in res.planned] == [(vm.id, True)]
     assert cloud.count("policies.apply") == 0  # resolution never changes anything
 
 
@@ -407,7 +517,7 @@ def test_application_in_progress_is_retryable(cloud: FakeCloud) -> None:
     p = cloud.add_policy("daily")
     vm = cloud.add_instance()
     cloud.apply_now(p.id, vm.id, processing=True)
-    res = Resolver(cloud, settings()).resolve(req(computeInstanceId=vm.id, policyId=p.id))
+    res = resolve(Resolver(cloud, settings()), req(computeInstanceId=vm.id, policyId=p.id))
     assert [(x.code, x.retryable) for x in res.problems] == [("POLICY_APPLYING", True)]
 
 
@@ -420,14 +530,14 @@ def test_application_in_progress_is_retryable(cloud: FakeCloud) -> None:
 def test_listing_errors_are_request_level(cloud: FakeCloud, code: int, exc: type[Exception], status: int) -> None:
     cloud.fail("compute.list", CloudError(code, "boom"))
     with pytest.raises(exc) as info:
-        Resolver(cloud, settings(FOLDER_ID=FOLDER)).resolve(req(instanceLabels={"env": "prod"}, policyId="cdg1"))
+        resolve(Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(instanceLabels={"env": "prod"}, policyId="cdg1"))
     assert info.value.http_status == status  # type: ignore[attr-defined]
 
 
 def test_transient_get_is_request_level(cloud: FakeCloud) -> None:
     cloud.fail("compute.get", CloudError(14, "down"))
     with pytest.raises(CloudUnavailable):
-        Resolver(cloud, settings()).resolve(req(computeInstanceId="fhm1", policyId="cdg1"))
+        resolve(Resolver(cloud, settings()), req(computeInstanceId="fhm1", policyId="cdg1"))
 
 
 def test_transient_applications_listing_is_request_level(cloud: FakeCloud) -> None:
@@ -435,4 +545,4 @@ def test_transient_applications_listing_is_request_level(cloud: FakeCloud) -> No
     vm = cloud.add_instance()
     cloud.fail("policies.list_applications", CloudError(8, "slow down"))
     with pytest.raises(CloudUnavailable):
-        Resolver(cloud, settings()).resolve(req(computeInstanceId=vm.id, policyId=p.id))
+        resolve(Resolver(cloud, settings()), req(computeInstanceId=vm.id, policyId=p.id))

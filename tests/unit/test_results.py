@@ -9,22 +9,12 @@ from typing import Any
 
 import pytest
 
-from backups.models import FollowupTicket, ReplyTarget, ResultEvent, TriggerInfo
+from backups.events import EVENT_TYPES, failed_result, failed_start_event, result_from_operation, timed_out_result
+from backups.handoff import FollowupTicket
+from backups.models import ReplyTarget, ResultError, ResultEvent, TriggerInfo
 from backups.ports import SinkError
-from backups.results import (
-    EVENT_TYPES,
-    RESULT_NAMESPACE,
-    SinkSkipped,
-    chat_text,
-    emit_result,
-    failed_result,
-    failed_start_result,
-    progress_message,
-    result_event_id,
-    result_from_operation,
-    target_key,
-    timed_out_result,
-)
+from backups.results import SinkSkipped, chat_text, emit_result, progress_message
+from backups.target import RESULT_NAMESPACE, BackupTarget, Failed, result_event_id, target_key
 from settings import Settings
 from ycloud.models import ExecuteMetadata, Operation, Status
 
@@ -32,6 +22,9 @@ START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 TRIGGER = TriggerInfo(
     source="yc.timer", trigger_id="evt-1", correlation_id="corr-9", requested_by="ops@example.com", reason="nightly"
 )
+
+
+TARGET_FIELDS = ("trigger", "policy_id", "compute_instance_id", "instance_name", "folder_id")
 
 
 def make_ticket(**kw) -> FollowupTicket:
@@ -47,7 +40,35 @@ def make_ticket(**kw) -> FollowupTicket:
         "attempt": 4,
     }
     fields.update(kw)
-    return FollowupTicket(**fields)
+    target = {k: fields.pop(k) for k in TARGET_FIELDS}
+    asked = f"computeInstanceId={target['compute_instance_id']}"
+    return FollowupTicket(target=BackupTarget(asked=asked, **target), **fields)
+
+
+def failed_start_result(
+    trigger: TriggerInfo,
+    *,
+    policy_id: str | None,
+    compute_instance_id: str | None,
+    instance_name: str | None,
+    folder_id: str | None,
+    target: str | None,
+    code: str,
+    message: str,
+    grpc_code: int | None,
+    now: datetime,
+) -> ResultEvent:
+    """A target that could not start, as its `Failed` outcome and the one event builder report it."""
+    record = BackupTarget(
+        trigger=trigger,
+        asked=target or f"computeInstanceId={compute_instance_id}",
+        policy_id=policy_id,
+        compute_instance_id=compute_instance_id,
+        instance_name=instance_name,
+        folder_id=folder_id,
+    )
+    error = ResultError(code=code, message=message, grpc_code=grpc_code)
+    return failed_start_event(Failed(target=record, error=error, finished_at=now))
 
 
 def done_op(**kw) -> Operation:

@@ -11,7 +11,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from backups import schedule
-from backups.models import FollowupTicket, ProgressSample, TriggerInfo
+from backups.handoff import FollowupTicket, ProgressSample
+from backups.models import TriggerInfo
 from backups.schedule import (
     estimate_remaining,
     first_delay,
@@ -19,6 +20,7 @@ from backups.schedule import (
     record_progress,
     retry_delay,
 )
+from backups.target import BackupTarget
 from bench.simulate import simulate_polls, trace_polls
 from settings import Settings
 
@@ -34,9 +36,12 @@ def ticket(
     """A ticket checked `attempt` times before (1 by default: past the first check's special growth)."""
     return FollowupTicket(
         operation_id="op1",
-        policy_id="pol1",
-        compute_instance_id="vm1",
-        trigger=TriggerInfo(source="direct", trigger_id="t1"),
+        target=BackupTarget(
+            trigger=TriggerInfo(source="direct", trigger_id="t1"),
+            asked="computeInstanceId=vm1",
+            policy_id="pol1",
+            compute_instance_id="vm1",
+        ),
         started_at=START,
         deadline=START + timedelta(seconds=deadline_s),
         attempt=attempt,

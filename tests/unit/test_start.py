@@ -11,17 +11,15 @@ from typing import Any
 import pytest
 
 from adapters.sqs import SqsQueue
-from backups.models import BackupRequest, FollowupTicket, ReplyTarget, TriggerInfo
+from backups.errors import HandOffFailed, RequestInvalid
+from backups.events import failed_start_event
+from backups.handoff import FanoutMessage, FollowupTicket, read_fanout
+from backups.models import ReplyTarget, ResultEvent, TriggerInfo
 from backups.ports import QueueError
-from backups.resolve import FanoutRequest, HandOffFailed, build_request
-from backups.start import (
-    IDEMPOTENCY_NAMESPACE,
-    StartReport,
-    apply_idempotency_key,
-    idempotency_key,
-    start_backups,
-    target_key,
-)
+from backups.report import StartReport
+from backups.request import BackupRequest, build_request, read_body
+from backups.run import Ports, run_request, start_backups
+from backups.target import IDEMPOTENCY_NAMESPACE, BackupTarget, Failed, target_key
 from settings import Settings
 from tests.conftest import drain
 from tests.fakes import EPOCH, FakeClock, FakeCloud, FakeQueue
@@ -30,6 +28,7 @@ from ycloud.errors import CloudError
 FOLDER = "b1gfolder"
 FOLLOWUP = "https://queue.local/followup"
 REQUESTS = "https://queue.local/requests"
+SECRET = "fanout-test-secret"
 
 
 def settings(**env: Any) -> Settings:
@@ -40,6 +39,24 @@ def settings(**env: Any) -> Settings:
 
 def trigger(trigger_id: str = "timer-1", source: str = "yc.timer") -> TriggerInfo:
     return TriggerInfo(source=source, trigger_id=trigger_id)
+
+
+def record(trigger_id: str, policy_id: str | None, instance_id: str | None, asked: str | None = None) -> BackupTarget:
+    return BackupTarget(
+        trigger=trigger(trigger_id),
+        asked=asked or "",
+        policy_id=policy_id,
+        compute_instance_id=instance_id,
+    )
+
+
+def idempotency_key(trigger_id: str, policy_id: str, instance_id: str) -> str:
+    """Execute's Idempotency-Key, as the target's record derives it."""
+    return record(trigger_id, policy_id, instance_id).idempotency_key
+
+
+def apply_idempotency_key(trigger_id: str, policy_id: str, instance_id: str) -> str:
+    return record(trigger_id, policy_id, instance_id).apply_idempotency_key
 
 
 def fleet(cloud: FakeCloud, n: int, *, labels: dict[str, str] | None = None) -> tuple[str, list[str]]:
@@ -61,10 +78,14 @@ def run(
     trig: TriggerInfo | None = None,
     clock: FakeClock | None = None,
     reply_to: ReplyTarget | None = None,
-    allow_fanout: bool = False,
+    from_request_queue: bool = False,
 ) -> StartReport:
     clock = clock or FakeClock()
-    request = build_request(body, s, allow_fanout=allow_fanout)
+    request: BackupRequest | FanoutMessage
+    if from_request_queue and body.get("kind") == "fanout":
+        request = read_fanout(read_body(body, s), s)
+    else:
+        request = build_request(body, s)
     return start_backups(
         request,
         trig or trigger(),
@@ -94,10 +115,10 @@ def test_keys_stable_across_redelivery_and_different_across_triggers() -> None:
     first = run(cloud, body, settings(), trig=trigger("t1"))
     again = run(cloud, body, settings(), trig=trigger("t1"))  # the same trigger, redelivered
     other = run(cloud, body, settings(), trig=trigger("t2"))
-    keys = [s.idempotency_key for s in first.started]
-    assert keys == [s.idempotency_key for s in again.started]
+    keys = [s.target.idempotency_key for s in first.started]
+    assert keys == [s.target.idempotency_key for s in again.started]
     assert [s.operation_id for s in first.started] == [s.operation_id for s in again.started]
-    assert not set(keys) & {s.idempotency_key for s in other.started}
+    assert not set(keys) & {s.target.idempotency_key for s in other.started}
     # the fake honours the key like the API: 3 backups for t1 (not 6), 3 for t2
     assert len(cloud.execute_log) == 6
     assert [e["idempotencyKey"] for e in cloud.execute_log[:3]] == keys
@@ -112,14 +133,14 @@ def test_simplest_request_starts_and_sends_a_ticket() -> None:
     pid, (iid,) = fleet(cloud, 1)
     report = run(cloud, {"policyId": pid, "computeInstanceId": iid}, settings(), queue=queue, clock=clock)
     (started,) = report.started
-    assert (started.policy_id, started.compute_instance_id) == (pid, iid)
+    assert (started.target.policy_id, started.target.compute_instance_id) == (pid, iid)
     assert started.operation_id == cloud.execute_log[0]["operationId"]
     assert report.tickets_sent == 1 and report.failed == [] and report.retryable == []
     ((url, body, delay),) = queue.sent
     assert (url, delay) == (FOLLOWUP, 30)
     ticket = FollowupTicket.model_validate_json(body)
     assert ticket.operation_id == started.operation_id
-    assert ticket.trigger.trigger_id == "timer-1"
+    assert ticket.target.trigger.trigger_id == "timer-1"
     assert ticket.attempt == 0
     assert ticket.started_at == EPOCH
     assert ticket.deadline == EPOCH + timedelta(seconds=86400)
@@ -154,12 +175,12 @@ def test_tickets_received_with_zero_delay(sqs: Any, make_queue: Any, sqs_server:
         reply_to=reply,
     )
     tickets = [FollowupTicket.model_validate_json(m["Body"]) for m in drain(sqs, url)]
-    assert sorted(t.compute_instance_id for t in tickets) == sorted(ids)
+    assert sorted(t.target.compute_instance_id for t in tickets) == sorted(ids)
     for t in tickets:
         assert t.deadline - t.started_at == timedelta(hours=1)
         assert t.reply_to == reply
-        assert (t.trigger.correlation_id, t.trigger.requested_by) == ("corr-9", "alice")
-        assert t.folder_id == FOLDER and t.instance_name
+        assert (t.target.trigger.correlation_id, t.target.trigger.requested_by) == ("corr-9", "alice")
+        assert t.target.folder_id == FOLDER and t.target.instance_name
 
 
 def test_queue_failure_on_tickets_is_hand_off_failed() -> None:
@@ -186,9 +207,12 @@ def test_dry_run_executes_nothing() -> None:
         queue=queue,
     )
     assert report.dry_run
-    assert {p.compute_instance_id for p in report.plan} == {*ids, missing.id}
-    assert [p.apply_first for p in report.plan if p.compute_instance_id == missing.id] == [True]
-    assert all(p.idempotency_key == idempotency_key("timer-1", pid, p.compute_instance_id) for p in report.plan)
+    assert {p.target.compute_instance_id for p in report.plan} == {*ids, missing.id}
+    assert [p.apply_first for p in report.plan if p.target.compute_instance_id == missing.id] == [True]
+    assert all(
+        p.target.idempotency_key == idempotency_key("timer-1", pid, p.target.compute_instance_id or "")
+        for p in report.plan
+    )
     assert cloud.count("policies.execute") == cloud.count("policies.apply") == 0
     assert report.started == [] and report.fanned_out == 0 and queue.sent == []
 
@@ -201,11 +225,15 @@ def test_agent_offline_is_a_failed_target_others_start() -> None:
     pid, ids = fleet(cloud, 3)
     cloud.agent_offline.add(ids[1])
     report = run(cloud, {"computeInstanceIds": ids, "policyId": pid, "reason": "pre-upgrade"}, settings())
-    assert sorted(s.compute_instance_id for s in report.started) == sorted([ids[0], ids[2]])
+    assert sorted(s.target.compute_instance_id for s in report.started) == sorted([ids[0], ids[2]])
     (failed,) = report.failed
-    assert (failed.code, failed.grpc_code, failed.compute_instance_id) == ("AGENT_OFFLINE", 9, ids[1])
-    assert "offline" in failed.message and "yc backup resource get" in failed.message
-    data = failed.result_event("urn:test").data
+    assert (failed.error.code, failed.error.grpc_code, failed.target.compute_instance_id) == (
+        "AGENT_OFFLINE",
+        9,
+        ids[1],
+    )
+    assert "offline" in failed.error.message and "yc backup resource get" in failed.error.message
+    data = failed_start_event(failed, source="urn:test").data
     assert data.status == "failed" and data.error is not None and data.error.code == "AGENT_OFFLINE"
     assert (data.policy_id, data.compute_instance_id, data.trigger_id, data.source) == (
         pid,
@@ -214,7 +242,7 @@ def test_agent_offline_is_a_failed_target_others_start() -> None:
         "yc.timer",
     )
     assert data.reason == "pre-upgrade" and data.folder_id == FOLDER
-    assert failed.key == f"timer-1|{pid}|{ids[1]}"
+    assert failed.target.key == f"timer-1|{pid}|{ids[1]}"
 
 
 def test_resolution_problems_become_failed_targets() -> None:
@@ -223,9 +251,9 @@ def test_resolution_problems_become_failed_targets() -> None:
     vm = cloud.add_instance(name="web-1")
     report = run(cloud, {"computeInstanceId": vm.id, "policyId": p.id}, settings())
     (failed,) = report.failed
-    assert failed.code == "POLICY_NOT_APPLIED"
-    assert "applyIfMissing: true" in failed.message
-    assert failed.instance_name == "web-1" and failed.target == f"computeInstanceId={vm.id}"
+    assert failed.error.code == "POLICY_NOT_APPLIED"
+    assert "applyIfMissing: true" in failed.error.message
+    assert failed.target.instance_name == "web-1" and failed.target.asked == f"computeInstanceId={vm.id}"
     assert cloud.count("policies.execute") == 0
     assert report.tickets_sent == 0
 
@@ -240,9 +268,9 @@ def test_transient_execute_error_is_retryable_not_failed(code: int) -> None:
         when=lambda compute_instance_id, **_: compute_instance_id == ids[0],
     )
     report = run(cloud, {"computeInstanceIds": ids, "policyId": pid}, settings())
-    assert [s.compute_instance_id for s in report.started] == [ids[1]]
+    assert [s.target.compute_instance_id for s in report.started] == [ids[1]]
     assert report.failed == []
-    assert [r.compute_instance_id for r in report.retryable] == [ids[0]]
+    assert [r.target.compute_instance_id for r in report.retryable] == [ids[0]]
     assert report.needs_redelivery
 
 
@@ -252,7 +280,7 @@ def test_permanent_execute_errors(code: int, expected: str) -> None:
     pid, (iid,) = fleet(cloud, 1)
     cloud.fail("policies.execute", CloudError(code, "nope"))
     report = run(cloud, {"computeInstanceId": iid, "policyId": pid}, settings())
-    assert [(f.code, f.grpc_code) for f in report.failed] == [(expected, code)]
+    assert [(f.error.code, f.error.grpc_code) for f in report.failed] == [(expected, code)]
 
 
 # --- applyIfMissing ------------------------------------------------------------------------------------
@@ -295,7 +323,7 @@ def test_apply_failure_is_reported() -> None:
     cloud.unregistered.add(vm.id)
     report = run(cloud, {"computeInstanceId": vm.id, "policyId": p.id, "applyIfMissing": True}, settings())
     (failed,) = report.failed
-    assert failed.code == "NOT_FOUND" and "applying policy" in failed.message
+    assert failed.error.code == "NOT_FOUND" and "applying policy" in failed.error.message
 
 
 def test_failed_apply_operation_is_reported() -> None:
@@ -311,7 +339,7 @@ def test_failed_apply_operation_is_reported() -> None:
     cloud.operations.get = get  # type: ignore[method-assign]
     report = run(cloud, {"computeInstanceId": vm.id, "policyId": p.id, "applyIfMissing": True}, settings())
     (failed,) = report.failed
-    assert failed.code == "FAILED_PRECONDITION" and "agent too old" in failed.message
+    assert failed.error.code == "FAILED_PRECONDITION" and "agent too old" in failed.error.message
 
 
 # --- concurrency and API calls -----------------------------------------------------------------------------
@@ -347,7 +375,10 @@ def test_api_calls_without_a_policy() -> None:
     cloud = FakeCloud()
     fleet(cloud, 1000, labels={"backup": "nightly"})
     run(cloud, {"instanceLabels": {"backup": "nightly"}}, settings(FANOUT_THRESHOLD="5000"))
-    assert cloud.calls - cloud.count("policies.execute") == 2  # one instance page, applications by folder once
+    # one instance page, the folder's policies once, the applications of the one policy once
+    assert cloud.calls - cloud.count("policies.execute") == 3
+    assert [kw["folder_id"] for m, kw in cloud.call_log if m == "policies.list"] == [FOLDER]
+    assert cloud.count("policies.list_applications") == 1
 
 
 # --- fan-out -------------------------------------------------------------------------------------------
@@ -359,6 +390,7 @@ def test_fan_out_above_threshold(sqs: Any, make_queue: Any, sqs_server: str) -> 
     requests_url, followup_url = make_queue("requests"), make_queue("followup")
     s = settings(
         FANOUT_THRESHOLD="5",
+        FANOUT_SECRET=SECRET,
         REQUEST_QUEUE_URL=requests_url,
         FOLLOWUP_QUEUE_URL=followup_url,
         FOLLOWUP_FIRST_DELAY_SECONDS="0",
@@ -375,10 +407,18 @@ def test_fan_out_above_threshold(sqs: Any, make_queue: Any, sqs_server: str) -> 
     assert cloud.count("policies.execute") == 0
     messages = drain(sqs, requests_url)
     bodies = [json.loads(m["Body"]) for m in messages]
-    assert sorted(b["computeInstanceId"] for b in bodies) == sorted(ids)
-    assert {(b["kind"], b["triggerId"], b["source"], b["policyId"], b["correlationId"]) for b in bodies} == {
-        ("fanout", "evt-42", "yc.timer", pid, "c-1")
-    }
+    assert sorted(b["target"]["computeInstanceId"] for b in bodies) == sorted(ids)
+    assert {
+        (
+            b["kind"],
+            b["target"]["trigger"]["triggerId"],
+            b["target"]["trigger"]["source"],
+            b["target"]["policyId"],
+            b["target"]["trigger"]["correlationId"],
+        )
+        for b in bodies
+    } == {("fanout", "evt-42", "yc.timer", pid, "c-1")}
+    assert all(b["signature"].startswith("v1=") for b in bodies)
 
     # each child executes exactly one target with the key inline execution would have used, one API call each
     before = cloud.calls
@@ -389,15 +429,17 @@ def test_fan_out_above_threshold(sqs: Any, make_queue: Any, sqs_server: str) -> 
             s,
             queue=queue,
             trig=trigger(message["MessageId"], "yc.message-queue"),
-            allow_fanout=True,
+            from_request_queue=True,
         )
         (started,) = child.started
-        assert started.idempotency_key == idempotency_key("evt-42", pid, started.compute_instance_id)
+        assert started.target.idempotency_key == idempotency_key(
+            "evt-42", pid, started.target.compute_instance_id or ""
+        )
         assert child.trigger.trigger_id == "evt-42" and child.trigger.source == "yc.timer"
     assert cloud.calls - before == 8
     tickets = [FollowupTicket.model_validate_json(m["Body"]) for m in drain(sqs, followup_url)]
-    assert sorted(t.compute_instance_id for t in tickets) == sorted(ids)
-    assert {t.trigger.trigger_id for t in tickets} == {"evt-42"}
+    assert sorted(t.target.compute_instance_id for t in tickets) == sorted(ids)
+    assert {t.target.trigger.trigger_id for t in tickets} == {"evt-42"}
 
 
 def test_fan_out_keeps_failed_and_skipped_in_the_parent() -> None:
@@ -406,10 +448,13 @@ def test_fan_out_keeps_failed_and_skipped_in_the_parent() -> None:
     cloud.add_instance(labels={"env": "prod", "backup-opt-out": "yes"})
     cloud.add_instance(labels={"env": "prod"})  # not applied
     report = run(
-        cloud, {"instanceLabels": {"env": "prod"}, "policyId": pid}, settings(FANOUT_THRESHOLD="2"), queue=queue
+        cloud,
+        {"instanceLabels": {"env": "prod"}, "policyId": pid},
+        settings(FANOUT_THRESHOLD="2", FANOUT_SECRET=SECRET),
+        queue=queue,
     )
     assert report.fanned_out == 4
-    assert len(report.skipped) == 1 and [f.code for f in report.failed] == ["POLICY_NOT_APPLIED"]
+    assert len(report.skipped) == 1 and [f.error.code for f in report.failed] == ["POLICY_NOT_APPLIED"]
     assert [url for url, _, _ in queue.sent] == [REQUESTS] * 4
 
 
@@ -417,10 +462,11 @@ def test_fan_out_child_with_apply() -> None:
     cloud = FakeCloud(apply_polls=1)
     p = cloud.add_policy("daily")
     vm = cloud.add_instance()
-    body = FanoutRequest(
-        trigger_id="evt-1", source="yc.timer", compute_instance_id=vm.id, policy_id=p.id, apply_if_missing=True
-    ).to_json_dict()
-    report = run(cloud, body, settings(), allow_fanout=True)
+    target = BackupTarget(
+        trigger=trigger("evt-1"), asked=f"computeInstanceId={vm.id}", compute_instance_id=vm.id, policy_id=p.id
+    )
+    body = FanoutMessage(target=target, apply_first=True).signed(SECRET).to_json_dict()
+    report = run(cloud, body, settings(FANOUT_SECRET=SECRET), from_request_queue=True)
     assert [s.applied for s in report.started] == [True]
 
 
@@ -428,9 +474,19 @@ def test_without_request_queue_executes_inline() -> None:
     cloud = FakeCloud()
     pid, ids = fleet(cloud, 6)
     report = run(
-        cloud, {"computeInstanceIds": ids, "policyId": pid}, settings(FANOUT_THRESHOLD="2", REQUEST_QUEUE_URL="")
+        cloud,
+        {"computeInstanceIds": ids, "policyId": pid},
+        settings(FANOUT_THRESHOLD="2", FANOUT_SECRET=SECRET, REQUEST_QUEUE_URL=""),
     )
     assert len(report.started) == 6 and report.fanned_out == 0
+
+
+def test_without_fanout_secret_executes_inline() -> None:
+    cloud, queue = FakeCloud(), FakeQueue()
+    pid, ids = fleet(cloud, 6)
+    report = run(cloud, {"computeInstanceIds": ids, "policyId": pid}, settings(FANOUT_THRESHOLD="2"), queue=queue)
+    assert len(report.started) == 6 and report.fanned_out == 0
+    assert queue.bodies(REQUESTS) == [] and len(queue.bodies(FOLLOWUP)) == 6
 
 
 # --- trigger identity and logs -------------------------------------------------------------------------
@@ -469,9 +525,11 @@ class RecordingLogger:
 
 
 def test_one_log_line_per_decision_with_correlation_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    import backups.run
     import backups.start
 
     logger = RecordingLogger()
+    monkeypatch.setattr(backups.run, "get_logger", lambda: logger)
     monkeypatch.setattr(backups.start, "get_logger", lambda: logger)
     cloud = FakeCloud()
     pid, ids = fleet(cloud, 2)
@@ -493,12 +551,102 @@ def test_request_model_roundtrip_is_a_backup_request() -> None:
 
 
 def test_target_key_agrees_with_results() -> None:
-    from backups import results
-
+    # one record derives both keys: Execute's Idempotency-Key and the result event's id
     for args in [
         ("t", "p", "i", None),
         ("t", None, "i", "x"),
         ("t", None, None, "instanceName=web"),
         ("t", "p", None, None),
     ]:
-        assert target_key(*args) == results.target_key(*args)
+        t = record(*args)
+        assert t.key == target_key(*args)
+        event = failed_start_event(Failed(target=t, error={"code": "X", "message": "x"}, finished_at=EPOCH))
+        assert event.id == t.result_event_id
+
+
+# --- forged fan-out messages -----------------------------------------------------------------------------
+
+
+class Sink:
+    name = "log"
+
+    def __init__(self) -> None:
+        self.events: list[ResultEvent] = []
+
+    def emit(self, event: ResultEvent) -> None:
+        self.events.append(event)
+
+
+def _ports(cloud: FakeCloud, s: Settings, queue: FakeQueue, sink: Sink) -> Ports:
+    clock = FakeClock()
+    return Ports(cloud=cloud, settings=s, queue=queue, sinks=lambda _reply: [sink], clock=clock, sleep=clock.sleep)
+
+
+def _fanout(cloud: FakeCloud) -> tuple[FanoutMessage, str, str]:
+    pid, (iid,) = fleet(cloud, 1)
+    target = BackupTarget(
+        trigger=trigger("evt-9"), asked=f"computeInstanceId={iid}", compute_instance_id=iid, policy_id=pid
+    )
+    return FanoutMessage(target=target), pid, iid
+
+
+def _tampered(cloud: FakeCloud) -> dict[str, Any]:
+    message, _pid, _iid = _fanout(cloud)
+    other = cloud.add_instance()
+    cloud.apply_now(message.target.policy_id or "", other.id)
+    body = message.signed(SECRET).to_json_dict()
+    body["target"]["computeInstanceId"] = other.id  # signed for one instance, sent for another
+    return body
+
+
+@pytest.mark.parametrize(
+    ("make", "secret", "words"),
+    [
+        (lambda c: _fanout(c)[0].to_json_dict(), SECRET, "signature"),  # unsigned
+        (lambda c: _fanout(c)[0].signed("not-our-secret").to_json_dict(), SECRET, "signature"),  # forged
+        (_tampered, SECRET, "signature"),
+        (lambda c: _fanout(c)[0].signed(SECRET).to_json_dict(), None, "FANOUT_SECRET"),  # no secret: none accepted
+        (
+            lambda c: {
+                "kind": "fanout",
+                "triggerId": "t",
+                "source": "yc.timer",
+                "computeInstanceId": "fhm1",
+                "policyId": "p",
+            },
+            SECRET,
+            "invalid fan-out message",
+        ),  # version 1 (unsigned) shape
+    ],
+    ids=["unsigned", "forged", "tampered", "no-secret", "v1"],
+)
+def test_forged_fanout_message_is_refused_and_starts_nothing(make: Any, secret: str | None, words: str) -> None:
+    cloud, queue, sink = FakeCloud(), FakeQueue(), Sink()
+    body = make(cloud)
+    s = settings(**({"FANOUT_SECRET": secret} if secret else {}))
+    before = cloud.calls
+    with pytest.raises(RequestInvalid, match=words):
+        run_request(
+            json.dumps(body), trigger("m-1", "yc.message-queue"), _ports(cloud, s, queue, sink), from_request_queue=True
+        )
+    assert cloud.calls == before  # not a single API call: nothing resolved, nothing started
+    assert cloud.execute_log == [] and cloud.apply_log == [] and queue.sent == []
+    # the refusal is reported as the queue message that carried it, never as what the message claims
+    (event,) = sink.events
+    assert event.data.status == "failed" and event.data.error is not None
+    assert event.data.error.code == "INVALID_REQUEST"
+    assert (event.data.trigger_id, event.data.compute_instance_id, event.data.target) == ("m-1", None, "request")
+
+
+def test_signed_fanout_message_from_the_request_queue_starts_its_target() -> None:
+    cloud, queue, sink = FakeCloud(), FakeQueue(), Sink()
+    message, pid, iid = _fanout(cloud)
+    body = message.signed(SECRET).model_dump_json(by_alias=True, exclude_none=True)
+    ports = _ports(cloud, settings(FANOUT_SECRET=SECRET), queue, sink)
+    report = run_request(body, trigger("m-1", "yc.message-queue"), ports, from_request_queue=True)
+    assert [(s.target.policy_id, s.target.compute_instance_id) for s in report.started] == [(pid, iid)]
+    assert report.trigger.trigger_id == "evt-9"
+    # the same body from anywhere but the request queue is not a request
+    with pytest.raises(RequestInvalid, match="request queue"):
+        run_request(body, trigger("h-1", "yc.http"), ports)
+    assert len(cloud.execute_log) == 1

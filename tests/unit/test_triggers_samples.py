@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from backups.models import BackupRequest
+from backups.request import BackupRequest
 from triggers.detect import REQUEST_KEYS, parse_event
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,247 @@
+"""The trigger side of the domain, top to bottom: body -> request -> outcomes -> Execute -> tickets -> results.
+
+- `run_request(body, trigger, ports)`: read the body (a request, or a signed fan-out message from the request
+  queue), start it, and emit a failed result event for every target that cannot start, or one for the request
+  itself when it cannot start at all (unless the caller answers that itself: HTTP and chat).
+- `start_backups(request, trigger, ...)`: resolve, then return the plan (dryRun), fan out one signed message per
+  target through REQUEST_QUEUE_URL (more than FANOUT_THRESHOLD targets), or execute each target and hand one
+  follow-up ticket per started operation to FOLLOWUP_QUEUE_URL.
+
+Raises the backups.errors family: `StartError`s for request-level problems, `CloudUnavailable` / `HandOffFailed`
+for transient ones, `RedeliveryRequested` when a result could not be delivered (same keys, same event id next time).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from backups.errors import TRANSIENT, HandOffFailed, RedeliveryRequested, RequestInvalid, StartError
+from backups.events import failed_start_event
+from backups.handoff import FanoutMessage, ForgedFanout, fanout_bodies, fanout_key, read_fanout, send_tickets
+from backups.models import ReplyTarget, ResultError, TriggerInfo
+from backups.ports import Clock, CloudApi, MessageQueue, QueueError, ResultSink, SystemClock
+from backups.report import StartReport
+from backups.request import BackupRequest, build_request, describe_selector, read_body
+from backups.resolve import Resolver
+from backups.results import emit_result
+from backups.start import Sleeper, execute_all
+from backups.target import BackupTarget, Failed, Outcome, Planned, Retryable, Skipped, Started
+from observability import get_logger
+from settings import Settings
+
+TargetCheck = Callable[[BackupTarget], None]  # raises to refuse the whole request before anything starts
+
+
+@dataclass
+class Ports:
+    """What the domain works with in one invocation (handlers.deps builds it; tests pass fakes)."""
+
+    cloud: CloudApi
+    settings: Settings
+    queue: MessageQueue | None
+    sinks: Callable[[ReplyTarget | None], list[ResultSink]]
+    clock: Clock = field(default_factory=SystemClock)
+    sleep: Sleeper = time.sleep
+
+
+def _ids(trigger: TriggerInfo) -> dict[str, Any]:
+    return {"correlationId": trigger.correlation_id or trigger.trigger_id, "triggerId": trigger.trigger_id}
+
+
+def _with_request_identity(trigger: TriggerInfo, request: BackupRequest) -> TriggerInfo:
+    update = {
+        name: getattr(request, name)
+        for name in ("correlation_id", "requested_by", "reason")
+        if getattr(trigger, name) is None and getattr(request, name) is not None
+    }
+    return trigger.model_copy(update=update) if update else trigger
+
+
+def start_backups(
+    request: BackupRequest | FanoutMessage,
+    trigger: TriggerInfo,
+    *,
+    cloud: CloudApi,
+    settings: Settings,
+    queue: MessageQueue | None,
+    clock: Clock | None = None,
+    sleep: Sleeper = time.sleep,
+    resolver: Resolver | None = None,
+    reply_to: ReplyTarget | None = None,
+    check: TargetCheck | None = None,
+) -> StartReport:
+    """Resolve and start one request (see the module docstring). `trigger`: the inbound message's identity; a
+    fan-out message carries the original trigger's in its record. `resolver`: share one between the messages of
+    an invocation (its listing caches). `check`: called for every target that would start."""
+    clock = clock or SystemClock()
+    log = get_logger()
+    if isinstance(request, FanoutMessage):
+        outcomes: list[Outcome] = [request.planned()]
+        trigger, asked, dry_run = request.target.trigger, request.target.asked, False
+        reply_to = reply_to or request.reply_to
+        log.info("fan-out message", extra=_ids(trigger) | {"instanceId": request.target.compute_instance_id})
+    else:
+        trigger = _with_request_identity(trigger, request)
+        asked, dry_run = describe_selector(request), request.dry_run
+        outcomes = (resolver or Resolver(cloud, settings, clock)).resolve(request, trigger)
+    planned = [o for o in outcomes if isinstance(o, Planned)]
+    report = StartReport(trigger=trigger, asked=asked, dry_run=dry_run, outcomes=outcomes, resolved=len(planned))
+    log.info(
+        "resolved targets",
+        extra=_ids(trigger) | {"target": asked, "planned": len(planned), **report.counts(), "dryRun": dry_run},
+    )
+    for o in outcomes:
+        _log_outcome(o, trigger)
+    if check is not None:
+        for p in planned:
+            check(p.target)
+    if dry_run or not planned:
+        return report
+
+    key = fanout_key(settings)
+    if not isinstance(request, FanoutMessage) and len(planned) > settings.fanout_threshold:
+        if settings.request_queue_url and queue is not None and key is not None:
+            try:
+                queue.send_many(settings.request_queue_url, fanout_bodies(planned, key, reply_to))
+            except QueueError as exc:
+                log.error("fan-out not sent", extra=_ids(trigger) | {"targets": len(planned), "error": str(exc)})
+                raise HandOffFailed(f"fan-out to the request queue failed: {exc}", report) from None
+            report.fanned_out = len(planned)
+            report.outcomes = [o for o in outcomes if not isinstance(o, Planned)]
+            log.info("fanned out", extra=_ids(trigger) | {"targets": len(planned)})
+            return report
+        log.warning(
+            "more targets than FANOUT_THRESHOLD but no REQUEST_QUEUE_URL or FANOUT_SECRET: executing inline",
+            extra=_ids(trigger) | {"targets": len(planned), "threshold": settings.fanout_threshold},
+        )
+
+    attempts = execute_all(planned, cloud=cloud, settings=settings, clock=clock, sleep=sleep)
+    for attempt in attempts:
+        _log_outcome(attempt, trigger)
+    started = iter(attempts)
+    report.outcomes = [next(started) if isinstance(o, Planned) else o for o in outcomes]
+    if report.started and (not settings.followup_queue_url or queue is None):
+        log.error("no FOLLOWUP_QUEUE_URL: started operations will not be followed", extra=_ids(trigger))
+        return report
+    try:
+        report.tickets_sent = send_tickets(report.started, settings, queue, reply_to) if queue else 0
+    except QueueError as exc:
+        log.error("tickets not sent", extra=_ids(trigger) | {"tickets": len(report.started), "error": str(exc)})
+        raise HandOffFailed(f"follow-up tickets not sent: {exc}", report) from None
+    if report.tickets_sent:
+        log.info("tickets sent", extra=_ids(trigger) | {"tickets": report.tickets_sent})
+    return report
+
+
+_LOG_LINES = {"started": "started backup", "failed": "target failed", "retryable": "target retryable"}
+
+
+def _log_outcome(o: Outcome, trigger: TriggerInfo) -> None:
+    """One log line per outcome that is not `planned` (what happened to the target, and why)."""
+    log = get_logger()
+    extra = _ids(trigger) | {"instanceId": o.target.compute_instance_id}
+    if isinstance(o, Skipped):
+        log.info("skipped target", extra=extra | {"reason": o.reason})
+    elif isinstance(o, Started):
+        log.info(_LOG_LINES[o.outcome], extra=extra | {"operationId": o.operation_id, "policyId": o.policy_id})
+    elif isinstance(o, Failed | Retryable):
+        extra |= {"policyId": o.policy_id, "code": o.code, "detail": o.message}
+        log.warning(_LOG_LINES[o.outcome], extra=extra)
+
+
+def run_request(
+    body: Mapping[str, Any] | str | bytes | None,
+    trigger: TriggerInfo,
+    ports: Ports,
+    *,
+    from_request_queue: bool = False,
+    reply_to: ReplyTarget | None = None,
+    resolver: Resolver | None = None,
+    report_request_failure: bool = True,
+    check: TargetCheck | None = None,
+) -> StartReport:
+    """Read, start and report one request (see the module docstring).
+
+    `from_request_queue`: the body came from REQUEST_QUEUE_URL, where fan-out messages are accepted (signed).
+    `report_request_failure`: emit a failed result for a request that cannot start at all (False where the caller
+    answers the requester directly: HTTP, chat).
+    """
+    log = get_logger()
+    log.append_keys(correlation_id=trigger.correlation_id or trigger.trigger_id, trigger_id=trigger.trigger_id)
+    settings = ports.settings
+    request: BackupRequest | FanoutMessage | None = None
+    try:
+        data = read_body(body, settings)
+        if data.get("kind") == "fanout" and from_request_queue:
+            try:
+                request = read_fanout(data, settings)
+            except ForgedFanout as exc:
+                raise RequestInvalid(str(exc)) from None
+        else:
+            request = build_request(data, settings)
+        report = start_backups(
+            request,
+            trigger,
+            cloud=ports.cloud,
+            settings=settings,
+            queue=ports.queue,
+            clock=ports.clock,
+            sleep=ports.sleep,
+            resolver=resolver,
+            reply_to=reply_to,
+            check=check,
+        )
+    except TRANSIENT:
+        raise
+    except StartError as exc:
+        if report_request_failure:
+            emit_request_failure(exc, trigger, request, ports, reply_to=reply_to)
+        raise
+    if not report.dry_run:  # a dry run reports its plan to the caller and emits nothing
+        emit_failed(report.failed, ports, reply_to)
+    return report
+
+
+def emit_failed(failed: list[Failed], ports: Ports, reply_to: ReplyTarget | None) -> None:
+    """A failed result event per target that could not start. Raises RedeliveryRequested if a sink failed."""
+    if not failed:
+        return
+    sinks = ports.sinks(reply_to)
+    for f in failed:
+        emitted = emit_result(failed_start_event(f, source=ports.settings.result_event_source), sinks, ports.settings)
+        if not emitted.ok:
+            # The result must not be lost: ask for the trigger again (same keys, same event id).
+            raise RedeliveryRequested(f"result sinks failed: {sorted(emitted.failed)}")
+
+
+def emit_request_failure(
+    exc: StartError,
+    trigger: TriggerInfo,
+    request: BackupRequest | FanoutMessage | None,
+    ports: Ports,
+    *,
+    reply_to: ReplyTarget | None = None,
+) -> None:
+    """A request that cannot start at all still ends in one failed result (target: the request as asked). A
+    refused fan-out message is reported as the queue message that carried it, never as what it claims."""
+    if isinstance(request, BackupRequest):
+        target = BackupTarget(
+            trigger=trigger,
+            asked=describe_selector(request),
+            compute_instance_id=request.compute_instance_id,
+            policy_id=request.policy_id,
+            folder_id=request.folder_id,
+        )
+    else:
+        target = BackupTarget(trigger=trigger, asked="request")
+    failed = Failed(
+        target=target,
+        error=ResultError(
+            code=exc.code, message=exc.message, grpc_code=exc.cloud_error.code if exc.cloud_error else None
+        ),
+        finished_at=ports.clock.now(),
+    )
+    emit_failed([failed], ports, reply_to)
