@@ -112,8 +112,8 @@ def measure(servers: Any, runs: int = 3, extra_sizes: tuple[int, ...] = ()) -> d
                 "import_ms": _median([r["import_ms"] for r in results]),
                 "invocation_ms": _median([r["first_invocation_ms"] for r in results if "first_invocation_ms" in r]),
                 "cpu_ms": _median([r.get("call_cpu_ms", r.get("import_cpu_ms", 0.0)) for r in results]),
-                "warm_ms": _median([r["warm_ms"] for r in results if "warm_ms" in r]),
-                "warm_cpu_ms": _median([r["warm_cpu_ms"] for r in results if "warm_cpu_ms" in r]),
+                "warm_ms": _median([r["warm_call_ms"] for r in results if "warm_call_ms" in r]),
+                "warm_cpu_ms": _median([r["warm_call_cpu_ms"] for r in results if "warm_call_cpu_ms" in r]),
                 "ok": all(_ok(scenario, r) for r in results),
             }
         )

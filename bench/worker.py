@@ -375,8 +375,8 @@ def followup(spec: dict[str, Any]) -> dict[str, Any]:
         "import_ms": ms(t_init - t0),
         "first_invocation_ms": ms(t2 - t1),
         "call_cpu_ms": ms(cpu_call),
-        "warm_ms": ms(t4 - t3),
-        "warm_cpu_ms": ms(time.process_time() - cpu),
+        "warm_call_ms": ms(t4 - t3),
+        "warm_call_cpu_ms": ms(time.process_time() - cpu),
         "reply": reply if isinstance(reply, dict) else None,
     }
 
