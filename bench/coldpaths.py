@@ -34,17 +34,42 @@ SLACK_MAX_MS = {"aws": 600.0, "throttled": 1500.0}
 FIRST_INVOCATION_MAX_MS = {"aws": 1000.0}
 
 
-def deployed_sizes(root: Path = ROOT) -> dict[str, int]:
-    """The memory sizes the deployment files use: template.yaml's MemorySize and deploy-yc.sh's MEMORY default."""
-    sizes: dict[str, int] = {}
+FUNCTION_OF = {"slack": "trigger", "first": "trigger", "followup": "followup"}  # which function runs a scenario
+
+
+def deployed_sizes(root: Path = ROOT) -> dict[str, dict[str, int]]:
+    """The memory each deployment file gives each function: {"template.yaml": {"trigger": MB, "followup": MB}, ...}.
+
+    template.yaml: the function's own `MemorySize`, else the one under `Globals`. deploy-yc.sh: the defaults of
+    TRIGGER_MEMORY and FOLLOWUP_MEMORY (each falls back to MEMORY), else MEMORY's.
+    """
+    sizes: dict[str, dict[str, int]] = {}
     template = (root / "template.yaml").read_text(encoding="utf-8")
-    if found := re.search(r"^\s*MemorySize:\s*(\d+)\s*$", template, re.MULTILINE):
-        sizes["template.yaml"] = int(found.group(1))
+    blocks = dict(re.findall(r"^  (\w+):\n((?:(?: {3,}.*)?\n)+)", template, re.MULTILINE))
+    globals_ = re.search(r"^Globals:\n(?:(?: .*)?\n)*?\s+MemorySize:\s*(\d+)", template, re.MULTILINE)
+    default = int(globals_.group(1)) if globals_ else 128  # Lambda's own default
+    found: dict[str, int] = {}
+    for function, resource in (("trigger", "TriggerFunction"), ("followup", "FollowUpFunction")):
+        own = re.search(r"^    \s*MemorySize:\s*(\d+)", blocks.get(resource, ""), re.MULTILINE)
+        found[function] = int(own.group(1)) if own else default
+    sizes["template.yaml"] = found
     script = (root / "deploy" / "yandex" / "deploy-yc.sh").read_text(encoding="utf-8")
-    if found := re.search(r"^MEMORY=\$\{MEMORY:-(\d+)([mg])\}", script, re.MULTILINE):
-        number, unit = int(found.group(1)), found.group(2)
-        sizes["deploy-yc.sh"] = number * 1024 if unit == "g" else number
+    common = re.search(r"^MEMORY=\$\{MEMORY:-(\d+[mg])\}", script, re.MULTILINE)
+    found = {}
+    for function in ("trigger", "followup"):
+        name = function.upper() + "_MEMORY"
+        own = re.search(rf"^{name}=\$\{{{name}:-\$\{{MEMORY:-(\d+[mg])\}}\}}", script, re.MULTILINE)
+        value = own.group(1) if own else common.group(1) if common else None
+        if value is not None:
+            found[function] = int(value[:-1]) * (1024 if value.endswith("g") else 1)
+    sizes["deploy-yc.sh"] = found
     return sizes
+
+
+def _deployed_for(deployed: dict[str, dict[str, int]], scenario: str) -> set[int]:
+    """The sizes the function running `scenario` is deployed with (the baseline: every deployed size)."""
+    function = FUNCTION_OF.get(scenario)
+    return {mb for per in deployed.values() for name, mb in per.items() if function in (None, name)}
 
 
 def _median(values: list[float]) -> float | None:
@@ -56,7 +81,7 @@ def measure(servers: Any, runs: int = 3, extra_sizes: tuple[int, ...] = ()) -> d
     from local.emulator.seed import DEMO_FOLDER_ID, INSTANCE_PROD_DB
 
     deployed = deployed_sizes()
-    sizes = sorted({*BASE_SIZES, *deployed.values(), *extra_sizes})
+    sizes = sorted({*BASE_SIZES, *_deployed_for(deployed, "baseline"), *extra_sizes})
     slack_env = servers.env("stub", SLACK_SIGNING_SECRET=os.urandom(16).hex(), CHAT_ALLOWED_FOLDERS=DEMO_FOLDER_ID)
     envs = {
         "slack": slack_env,
@@ -65,7 +90,7 @@ def measure(servers: Any, runs: int = 3, extra_sizes: tuple[int, ...] = ()) -> d
     }
     specs: dict[str, dict[str, Any]] = {
         "slack": {"text": INSTANCE_PROD_DB, "warm_runs": 0},
-        "first": {"once": True},
+        "first": {},
         "followup": {"body": servers.followup_ticket()},
         "baseline": {"code": coldstart.EAGER_BASELINE},
     }
@@ -106,7 +131,7 @@ def measure(servers: Any, runs: int = 3, extra_sizes: tuple[int, ...] = ()) -> d
                 "quota_us": quota_us(mb) if mb else None,
                 "model": model,
                 "scenario": scenario,
-                "deployed": mb in deployed.values(),
+                "deployed": mb in _deployed_for(deployed, scenario),
                 "runs": results,
                 "spawn_to_reply_ms": _median([r["spawn_to_reply_ms"] for r in results]),
                 "import_ms": _median([r["import_ms"] for r in results]),
@@ -135,7 +160,7 @@ def _ok(scenario: str, result: dict[str, Any]) -> bool:
     if scenario == "slack":
         return bool(result.get("started_replies") == 1 and result.get("status_codes") == [200])
     if scenario == "first":
-        return bool(result.get("started") == [1])
+        return bool(result.get("started") == [1, 1])
     if scenario == "followup":
         reply = result.get("reply")
         return isinstance(reply, dict) and not reply.get("batchItemFailures")

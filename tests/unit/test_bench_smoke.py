@@ -110,10 +110,21 @@ def test_without_a_cpu_controller_the_quota_is_unavailable_and_says_why(tmp_path
 
 def test_the_deployed_sizes_are_read_from_the_deployment_files(tmp_path):
     (tmp_path / "deploy" / "yandex").mkdir(parents=True)
-    (tmp_path / "template.yaml").write_text("Globals:\n  Function:\n    MemorySize: 512\n")
-    (tmp_path / "deploy" / "yandex" / "deploy-yc.sh").write_text("MEMORY=${MEMORY:-1g}\n")
-    assert coldpaths.deployed_sizes(tmp_path) == {"template.yaml": 512, "deploy-yc.sh": 1024}
-    assert set(coldpaths.deployed_sizes().values()) <= {128, 256, 512, 768, 1024, 1536, 2048}
+    (tmp_path / "template.yaml").write_text(
+        "Globals:\n  Function:\n    MemorySize: 512 # note\n    Timeout: 60\n\nResources:\n"
+        "  TriggerFunction:\n    Type: AWS::Serverless::Function\n    Properties:\n      MemorySize: 2048\n\n"
+        "  FollowUpFunction:\n    Type: AWS::Serverless::Function\n    Properties:\n      Handler: app.f\n"
+    )
+    script = tmp_path / "deploy" / "yandex" / "deploy-yc.sh"
+    script.write_text("MEMORY=${MEMORY:-1g}\n")
+    assert coldpaths.deployed_sizes(tmp_path) == {
+        "template.yaml": {"trigger": 2048, "followup": 512},
+        "deploy-yc.sh": {"trigger": 1024, "followup": 1024},
+    }
+    script.write_text("MEMORY=${MEMORY:-}\nTRIGGER_MEMORY=${TRIGGER_MEMORY:-${MEMORY:-768m}}\n")
+    assert coldpaths.deployed_sizes(tmp_path)["deploy-yc.sh"] == {"trigger": 768}
+    # The repository's own files: both functions of both platforms have a size.
+    assert all(set(per) == {"trigger", "followup"} for per in coldpaths.deployed_sizes().values())
 
 
 def _case(mb: int, model: str, scenario: str, ms: float, deployed: bool, ok: bool = True) -> dict[str, object]:
