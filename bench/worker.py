@@ -509,7 +509,12 @@ def load(spec: dict[str, Any]) -> dict[str, Any]:
         warm_env = {**base_env, "FOLLOWUP_QUEUE_URL": target["followup_queue_url"]}
         queue_observed.invoke(timer_event(spec["warmup_payload"], f"bench-fanout-warm-{next(counter)}"), warm_env)
         next_day()
-        env = {"FANOUT_THRESHOLD": str(spec["fanout_threshold"]), "REQUEST_QUEUE_URL": target["queue_url"]}
+        env = {
+            **warm_env,
+            "FANOUT_THRESHOLD": str(spec["fanout_threshold"]),
+            "REQUEST_QUEUE_URL": target["queue_url"],
+            "FANOUT_SECRET": os.urandom(16).hex(),  # fan-out messages are signed (backups.handoff)
+        }
         event = timer_event(spec["large_payload"], f"bench-fanout-{next(counter)}")
         queue_observed.queue.seconds = 0.0
         reply, seconds, calls = queue_observed.invoke(event, env)
