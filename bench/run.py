@@ -21,8 +21,6 @@ RESULTS = ROOT / "bench" / "results.json"
 FUNCTION_DIR = ROOT / "function"
 
 # Goals (issues "trigger handler", "follow-up", "chatops", "proof under load").
-APP_IMPORT_MAX_RATIO = 0.10  # `import app` at most 10% of the eager baseline
-TRIGGER_IMPORT_MAX_RATIO = 0.50  # the trigger path's imports at most half of the eager baseline
 LATENCY_S = 0.020  # added to every emulator call in the throughput figures
 CONCURRENCY = (8, 16)
 # (added latency s, EXECUTE_CONCURRENCY): 20 ms shows where the function's own CPU (~2 ms/target in the HTTP stack)
@@ -219,20 +217,18 @@ def _cold_rows(f: dict[str, Any], add: Any) -> None:
     cases = cold["cases"]
     base = cases["eager_baseline"]["median_ms"]
     add("1", "eager baseline import", f"{base:.0f} ms", "reference (same run)", None)
+    # Issue 7 judged these against the lazy design (`import app` <= 0.10x, the trigger path <= 0.50x, the first
+    # invocation <= baseline + warm call). Issue 13 moved the imports into init on purpose (Lambda runs init at
+    # full speed): they are references now, and figure 8 judges the cold paths under the CPU share.
+    superseded = "info (init by design since issue 13; figure 8 judges)"
     app_ratio, trig_ratio = cold["app_to_baseline_ratio"], cold["trigger_to_baseline_ratio"]
+    add("1", "import app (init)", f"{cases['app']['median_ms']:.0f} ms = {app_ratio:.2f}x baseline", superseded, None)
     add(
         "1",
-        "import app",
-        f"{cases['app']['median_ms']:.1f} ms = {app_ratio:.3f}x",
-        f"<= {APP_IMPORT_MAX_RATIO:.2f}x baseline",
-        app_ratio <= APP_IMPORT_MAX_RATIO,
-    )
-    add(
-        "1",
-        "import handlers.trigger (+deps)",
-        f"{cases['trigger']['median_ms']:.0f} ms = {trig_ratio:.2f}x",
-        f"<= {TRIGGER_IMPORT_MAX_RATIO:.2f}x baseline",
-        trig_ratio <= TRIGGER_IMPORT_MAX_RATIO,
+        "import app, handlers.trigger",
+        f"{cases['trigger']['median_ms']:.0f} ms = {trig_ratio:.2f}x baseline",
+        superseded,
+        None,
     )
 
     first = f["first_invocation"]
@@ -241,9 +237,9 @@ def _cold_rows(f: dict[str, Any], add: Any) -> None:
         "2",
         "first invocation (yc-timer)",
         f"import {first['import_ms']:.0f} + call {first['first_invocation_ms']:.0f} = {cold_total:.0f} ms "
-        f"(n={len(first['runs'])})",
-        f"<= baseline import + warm call ({base + first['second_invocation_ms']:.0f} ms)",
-        cold_total <= base + first["second_invocation_ms"] and first["started_each"],
+        f"(n={len(first['runs'])}; baseline import + warm call {base + first['second_invocation_ms']:.0f} ms)",
+        superseded,
+        None if first["started_each"] else False,
     )
     add(
         "2",
