@@ -5,11 +5,14 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 EVENT ?=
+PORT ?= 8720
+TIME_SCALE ?= 60
 
-.PHONY: help install run test lint types check bench emulator package deploy-yc clean
+.PHONY: help install run serve test lint types check bench emulator package deploy-yc clean
 
 help:
 	@echo "make run      - trigger a backup on the local emulator, follow it, print the result event"
+	@echo "make serve    - the function's HTTP routes on 127.0.0.1:8720 over the local platform (SCENARIO=fail|slow)"
 	@echo "make test     - lint, types and the whole test suite"
 	@echo "make bench    - benchmarks; writes bench/results.json (untracked); BENCH_ARGS=\"--only cpu\" for figure 8 alone"
 	@echo "make emulator - the local Yandex Cloud emulator on port 8710"
@@ -23,14 +26,17 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m local.runtime $(if $(EVENT),--event $(EVENT),) $(if $(SCENARIO),--scenario $(SCENARIO),) $(if $(CLOUD),--cloud $(CLOUD),)
+	$(PY) -m local.runtime $(if $(EVENT),--event $(EVENT),) $(if $(SCENARIO),--scenario $(SCENARIO),) $(if $(CLOUD),--cloud $(CLOUD),) $(if $(TIMEOUT),--timeout $(TIMEOUT),)
+
+serve: $(STAMP)
+	@$(PY) -m local.serve --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO),)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check function local tests bench scripts
-	$(VENV)/bin/ruff format --check function local tests bench scripts
+	$(VENV)/bin/ruff check function local tests bench scripts ci
+	$(VENV)/bin/ruff format --check function local tests bench scripts ci
 
 types: $(STAMP)
-	$(VENV)/bin/mypy function local scripts bench
+	$(VENV)/bin/mypy function local scripts bench ci
 
 test: lint types
 	$(VENV)/bin/pytest -q
@@ -41,7 +47,7 @@ bench: $(STAMP)
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 emulator: $(STAMP)
-	$(PY) -m local.emulator --port 8710
+	$(PY) -m local.emulator --port 8710 --time-scale $(TIME_SCALE)
 
 # The Yandex Cloud Functions zip: .pyc files must come from the runtime's Python (3.12 for python312).
 RUNTIME_PYTHON ?=

@@ -29,7 +29,7 @@ import botocore.config
 import botocore.session
 import handlers.slack  # noqa: F401  (handlers.http imports it on a Slack request)
 import requests  # noqa: F401  (ycloud.client and the webhook sink use it)
-import slack_sdk.signature  # noqa: F401  (chatops' Slack signature check: see above)
+import slack_sdk.signature  # noqa: F401  (security.slack checks Slack signatures with it: see above)
 from handlers.followup import handle as _followup
 from handlers.trigger import handle as _trigger
 

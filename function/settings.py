@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -65,6 +65,18 @@ class Settings(BaseModel):
     chat_allowed_labels: dict[str, str] = Field(default_factory=dict, alias="CHAT_ALLOWED_LABELS")
     chat_allowed_instances: list[str] = Field(default_factory=list, alias="CHAT_ALLOWED_INSTANCES")
     max_body_bytes: int = Field(default=65536, ge=1024, alias="MAX_BODY_BYTES")
+
+    # --- metrics (adapters.metrics): EMF on AWS, the Monitoring write API on Yandex Cloud ---
+    metrics_enabled: bool = Field(default=True, alias="METRICS_ENABLED")
+    metrics_backend: Literal["auto", "emf", "yandex", "none"] = Field(default="auto", alias="METRICS_BACKEND")
+    metrics_namespace: str = Field(
+        default="yc-backup-runner",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9._/#: -]+$",
+        alias="METRICS_NAMESPACE",
+    )
+    metrics_folder_id: str | None = Field(default=None, pattern=r"^([a-z0-9]{1,50})?$", alias="METRICS_FOLDER_ID")
 
     # --- AWS: secrets kept in Secrets Manager, read at run time (cached) when the value itself is not set ---
     yc_service_account_key_secret_arn: str | None = Field(default=None, alias="YC_SERVICE_ACCOUNT_KEY_SECRET_ARN")

@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ def sign_http_event(event: dict[str, Any], secret: str) -> dict[str, Any]:
     """Sign an HTTP sample event's body the way a CI client would (X-Backup-Timestamp/-Signature)."""
     import base64
 
-    from chatops.signing import sign_webhook
+    from security.hmac_v1 import sign_webhook
 
     body = event.get("body") or ""
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else str(body).encode()
@@ -49,33 +51,50 @@ def sign_http_event(event: dict[str, Any], secret: str) -> dict[str, Any]:
     return signed
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="make run", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument(
-        "--event", type=Path, default=DEFAULT_EVENT, help="trigger event file (default: events/yc-timer.json)"
-    )
-    parser.add_argument("--scenario", choices=["success", "fail"], default="success")
-    parser.add_argument("--cloud", choices=["emulator", "real"], default="emulator")
-    parser.add_argument("--backup-minutes", type=float, default=10.0, help="nominal backup duration on the emulator")
-    parser.add_argument("--time-scale", type=float, default=60.0, help="emulator speed-up (60: a minute a second)")
-    parser.add_argument("--timeout", type=float, default=180.0, help="give up after this many real seconds")
-    args = parser.parse_args(argv)
+EXIT_CODES = """
+Exit codes: 0 every result event succeeded, or a dry run (its plan is printed); 1 a result failed or timed out,
+no result came (the reply says why), or --timeout passed first (default: three times the backup's real duration
+on the emulator, at least 60 s; a day with --cloud real); 2 bad arguments or an event file that is not JSON.
+"""
+SCENARIOS = ("ok", "success", "fail", "slow")
+FAILURE_MESSAGE = "backup failed: not enough space in the vault"
+SLOW_FACTOR = 30.0  # `slow`: backups last 30 times longer (a 10-minute backup: 5 minutes at 60x)
 
+
+@dataclass
+class LocalSetup:
+    """The platform of `make run` and `make serve`: emulator (unless the cloud is real), SQS server, queues."""
+
+    local: Any
+    sqs_server: Any
+    emulator: Any
+    secret: str
+
+    def stop(self) -> None:
+        self.sqs_server.stop()
+        if self.emulator is not None:
+            self.emulator.stop()
+
+
+def start_local(
+    *,
+    scenario: str = "ok",
+    cloud: str = "emulator",
+    backup_minutes: float = 10.0,
+    time_scale: float = 60.0,
+    platform_kind: str = "yandex",
+    say: Any = _say,
+) -> LocalSetup:
+    """Start the local platform and point this process's environment (what `Deps.from_env` reads) at it.
+
+    `scenario`: ok (or success), fail (every backup fails at 60%), slow (every backup lasts SLOW_FACTOR times longer).
+    """
     _prepare_path()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-
-    event_path = args.event if args.event.is_absolute() else (Path.cwd() / args.event)
-    if not event_path.exists():
-        _say(f"no such event file: {args.event}")
-        return 2
-    event = json.loads(event_path.read_text())
-    platform_kind = "aws" if event_path.name.startswith("aws-") else "yandex"
 
     import logging
 
@@ -86,19 +105,25 @@ def main(argv: list[str] | None = None) -> int:
     from local.platform import LocalPlatform
 
     emulator = None
-    if args.cloud == "emulator":
+    if cloud == "emulator":
         from local.emulator import EmulatorConfig, start_emulator
-
-        emulator = start_emulator(EmulatorConfig(port=0, time_scale=args.time_scale))
         from local.emulator.seed import DEMO_FOLDER_ID, DEMO_INSTANCE_ID
 
-        emulator.state.set_backup_duration(DEMO_INSTANCE_ID, args.backup_minutes * 60)
-        if args.scenario == "fail":
-            emulator.state.set_failure(DEMO_INSTANCE_ID, at=0.6, message="backup failed: not enough space in the vault")
+        emulator = start_emulator(EmulatorConfig(port=0, time_scale=time_scale))
+        seconds = backup_minutes * 60 * (SLOW_FACTOR if scenario == "slow" else 1.0)
+        emulator.state.set_backup_duration(None, seconds)
+        emulator.state.set_backup_duration(DEMO_INSTANCE_ID, seconds)
+        if scenario == "fail":
+            for instance_id in list(emulator.state.instances):
+                emulator.state.set_failure(instance_id, at=0.6, message=FAILURE_MESSAGE)
         os.environ["YC_API_ENDPOINT"] = emulator.url
         os.environ["YC_IAM_TOKEN"] = emulator.token
         os.environ.setdefault("FOLDER_ID", DEMO_FOLDER_ID)
-        _say(f"emulator   {emulator.url}  (a {args.backup_minutes:g}-minute backup at {args.time_scale:g}x)")
+        # Seconds, not minutes: the emulator's clock runs fast, so the follow-up may look early and often (with a
+        # real cloud the function's own delays apply).
+        os.environ.setdefault("FOLLOWUP_FIRST_DELAY_SECONDS", "1")
+        os.environ.setdefault("FOLLOWUP_MIN_DELAY_SECONDS", "1")
+        say(f"emulator   {emulator.url}  (a {seconds / 60:g}-minute backup at {time_scale:g}x)")
 
     sqs_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     sqs_server.start()
@@ -111,27 +136,96 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["REQUEST_QUEUE_URL"] = local.queues["requests"]
     os.environ["FOLLOWUP_QUEUE_URL"] = local.queues["followups"]
     os.environ["RESULT_QUEUE_URL"] = local.queues["results"]
-    # Seconds, not minutes: the emulator's clock runs fast, so the follow-up may look early and often.
-    os.environ.setdefault("FOLLOWUP_FIRST_DELAY_SECONDS", "1")
-    os.environ.setdefault("FOLLOWUP_MIN_DELAY_SECONDS", "1")
-    secret = os.environ.setdefault("WEBHOOK_SECRET", os.urandom(16).hex())
-    os.environ.setdefault("FANOUT_SECRET", os.urandom(16).hex())  # signs fan-out messages (backups.handoff)
-    _say(f"queues     {endpoint}  (requests, followups, results, each with a dead-letter queue)")
+    secret = os.environ.get("WEBHOOK_SECRET") or secrets.token_hex(16)
+    os.environ["WEBHOOK_SECRET"] = secret
+    os.environ.setdefault("FANOUT_SECRET", secrets.token_hex(16))  # signs fan-out messages (backups.handoff)
+    say(f"queues     {endpoint}  (requests, followups, results, each with a dead-letter queue)")
+    return LocalSetup(local=local, sqs_server=sqs_server, emulator=emulator, secret=secret)
 
+
+def default_timeout(cloud: str, backup_minutes: float, time_scale: float) -> float:
+    """How long `make run` waits: three times the backup's real duration on the emulator (at least 60 s); with a
+    real cloud (or `make emulator`, which may run at any speed) a day, like FOLLOWUP_DEADLINE_SECONDS."""
+    if cloud == "real":
+        return 86400.0
+    return max(60.0, 3 * backup_minutes * 60 / time_scale + 30)
+
+
+def load_event(path: Path) -> dict[str, Any]:
+    """The event file as a JSON object, or UsageError with a message that says what is wrong."""
+    if not path.is_file():
+        raise UsageError(f"no such event file: {path}")
+    try:
+        event = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text: an event file is JSON (see events/)") from None
+    except ValueError as exc:
+        raise UsageError(f"{path} is not JSON ({exc}): an event file is one JSON object (see events/)") from None
+    if not isinstance(event, dict):
+        raise UsageError(f"{path} holds JSON but not an object: an event file is one JSON object (see events/)")
+    return event
+
+
+class UsageError(Exception):
+    """Bad arguments or input files: printed as they are, exit code 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="make run", description=__doc__ + EXIT_CODES, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--event", type=Path, default=DEFAULT_EVENT, help="trigger event file (default: events/yc-timer.json)"
+    )
+    parser.add_argument("--scenario", choices=SCENARIOS, default="ok")
+    parser.add_argument("--cloud", choices=["emulator", "real"], default="emulator")
+    parser.add_argument("--backup-minutes", type=float, default=10.0, help="nominal backup duration on the emulator")
+    parser.add_argument("--time-scale", type=float, default=60.0, help="emulator speed-up (60: a minute a second)")
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="give up after this many real seconds (default: see below)"
+    )
+    args = parser.parse_args(argv)
+
+    event_path = args.event if args.event.is_absolute() else (Path.cwd() / args.event)
+    try:
+        event = load_event(event_path)
+    except UsageError as exc:
+        _say(str(exc))
+        return 2
+    platform_kind = "aws" if event_path.name.startswith("aws-") else "yandex"
+    timeout = args.timeout or default_timeout(args.cloud, args.backup_minutes, args.time_scale)
+    setup = start_local(
+        scenario=args.scenario,
+        cloud=args.cloud,
+        backup_minutes=args.backup_minutes,
+        time_scale=args.time_scale,
+        platform_kind=platform_kind,
+    )
     import app
 
     if "httpMethod" in event or "requestContext" in event:
-        event = sign_http_event(event, secret)
+        event = sign_http_event(event, setup.secret)
 
     try:
         _say(f"trigger    {event_path.name}")
         reply = app.trigger_handler(event, _context("trigger"))
         _say("reply      " + _describe_reply(reply))
-        return _follow(local, app, args.timeout)
+        if is_dry_run(reply):
+            _say("done       dry run: the plan above, nothing started")
+            return 0
+        return _follow(setup.local, app, timeout)
     finally:
-        sqs_server.stop()
-        if emulator is not None:
-            emulator.stop()
+        setup.stop()
+
+
+def is_dry_run(reply: Any) -> bool:
+    """A dry run's reply: the summary (direct calls) or the HTTP body carries `dryRun: true`."""
+    if isinstance(reply, dict) and "statusCode" in reply:
+        try:
+            reply = json.loads(reply.get("body") or "{}")
+        except ValueError:
+            return False
+    return isinstance(reply, dict) and reply.get("dryRun") is True
 
 
 def _context(function: str) -> Any:
@@ -141,6 +235,12 @@ def _context(function: str) -> Any:
 
 
 def _describe_reply(reply: Any) -> str:
+    if isinstance(reply, dict) and reply.get("dryRun"):
+        plan = [p for p in reply.get("plan") or [] if isinstance(p, dict)]
+        lines = [f"dry run, {len(plan)} target(s) planned"]
+        lines += [f"  would back up {json.dumps(p, sort_keys=True)}" for p in plan[:20]]
+        lines += [f"  would fail {json.dumps(p, sort_keys=True)}" for p in reply.get("failed") or []][:20]
+        return "\n".join(lines)
     if isinstance(reply, dict) and "started" in reply:
         parts = [f"started {len(reply['started'])}"]
         parts += [f"{key} {len(reply[key])}" for key in ("skipped", "failed", "retryable") if reply.get(key)]
@@ -153,7 +253,8 @@ def _describe_reply(reply: Any) -> str:
             body = json.loads(reply.get("body") or "{}")
         except ValueError:
             body = reply.get("body")
-        return f"HTTP {reply['statusCode']}  " + (_describe_reply(body) if "started" in body else str(body)[:600])
+        described = _describe_reply(body) if "started" in body or "dryRun" in body else str(body)[:600]
+        return f"HTTP {reply['statusCode']}  " + described
     return json.dumps(reply, default=str)[:1000]
 
 
@@ -177,27 +278,37 @@ def _watching(handler: Any) -> Any:
     return run
 
 
+def pump(local: Any, trigger: Any, followup: Any) -> tuple[bool, list[dict[str, Any]]]:
+    """One round of the platform: a batch of fan-out requests and of due follow-up tickets to their handlers,
+    and the result events found on the result queue. Returns (whether anything ran, the results)."""
+    ran = local.deliver("requests", trigger, "trigger") is not None
+    ran = local.deliver("followups", followup, "followup") is not None or ran
+    results = [json.loads(message["Body"]) for message in local.drain("results")]
+    return ran, results
+
+
 def _follow(local: Any, app: Any, timeout: float) -> int:
-    """Run fan-out and follow-up invocations as their messages come due; print progress and results."""
+    """Run fan-out and follow-up invocations as their messages come due; print progress and results.
+
+    Exit code: 0 when every result event succeeded, 1 when one failed or timed out, when there was none (the reply
+    above says why), or when `timeout` passed first."""
     deadline = time.monotonic() + timeout
     results: list[dict[str, Any]] = []
     followup = _watching(app.followup_handler)
     while time.monotonic() < deadline:
-        ran = local.deliver("requests", app.trigger_handler, "trigger")
-        ran = local.deliver("followups", followup, "followup") or ran
-        for message in local.drain("results"):
-            result = json.loads(message["Body"])
+        ran, new = pump(local, app.trigger_handler, followup)
+        for result in new:
             results.append(result)
             _say("result     " + json.dumps(result, indent=2))
         if not ran and local.pending("requests") == 0 and local.pending("followups") == 0:
-            if results:
-                statuses = [r.get("data", {}).get("status") for r in results]
-                _say(f"done       {len(results)} result event(s): {', '.join(map(str, statuses))}")
-                return 0
-            _say("done       no result event (see the reply above)")
-            return 1
+            if not results:
+                _say("done       no result event (see the reply above)")
+                return 1
+            statuses = [str(r.get("data", {}).get("status")) for r in results]
+            _say(f"done       {len(results)} result event(s): {', '.join(statuses)}")
+            return 0 if all(status == "succeeded" for status in statuses) else 1
         time.sleep(0.5)
-    _say("timed out waiting for the result event")
+    _say(f"timed out: no end after {timeout:g} s (raise it with --timeout, or TIMEOUT= with make run)")
     return 1
 
 

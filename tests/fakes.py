@@ -41,6 +41,10 @@ from ycloud.models import (
 
 NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION, INVALID_ARGUMENT = 5, 7, 9, 3
 EPOCH = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+METADATA_TYPES = {  # the Any's @type of each operation's metadata, as the API prints it
+    "apply policy": "type.googleapis.com/yandex.cloud.backup.v1.ApplyPolicyMetadata",
+    "execute policy": "type.googleapis.com/yandex.cloud.backup.v1.ExecuteMetadata",
+}
 
 
 class FakeClock:
@@ -204,7 +208,14 @@ class FakeCloud:
             created_at=now,
             modified_at=now,
             done=False,
-            metadata=ExecuteMetadata(policy_id=policy_id, compute_instance_id=instance_id, progress_percentage=0.0),
+            metadata=ExecuteMetadata.model_validate(
+                {
+                    "@type": METADATA_TYPES[description],
+                    "policyId": policy_id,
+                    "computeInstanceId": instance_id,
+                    "progressPercentage": 0.0,
+                }
+            ),
         )
         self.operation_store[op.id] = op
         return op

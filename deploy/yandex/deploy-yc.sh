@@ -7,6 +7,9 @@
 #   1. service accounts and folder roles      4. functions + a new version of each
 #   2. static key + Lockbox secret            5. triggers: timer, request queue, follow-up queue
 #   3. queues: dead-letter queues first       6. API gateway (POST /backup, POST /slack)
+# Alerting: the functions write their metrics to Monitoring (role monitoring.editor, METRICS_* variables);
+# alerts and notification channels are created in the console (no CLI command or public API is documented for
+# them), so the script ends by listing those steps (docs/DEPLOY.md "Alerting on Yandex Cloud").
 #
 # Idempotent where the platform allows: existing service accounts, secret, queues, functions, triggers and
 # gateway are reused (a second run only adds new function versions and updates the gateway spec). Existing
@@ -56,8 +59,15 @@ FOLLOWUP_BATCH_CUTOFF=${FOLLOWUP_BATCH_CUTOFF:-10s}
 MAX_RECEIVE_COUNT=${MAX_RECEIVE_COUNT:-5}
 YMQ_ENDPOINT=${YMQ_ENDPOINT:-https://message-queue.api.cloud.yandex.net}
 YMQ_REGION=${YMQ_REGION:-ru-central1}
+METRICS_ENABLED=${METRICS_ENABLED:-true}                 # the functions write metrics to Monitoring (custom)
+METRICS_NAMESPACE=${METRICS_NAMESPACE:-yc-backup-runner} # the `app` label of every metric
 
 FUNCTION_ROLES="backup.editor compute.viewer ymq.reader ymq.writer functions.functionInvoker"
+case "$METRICS_ENABLED" in
+  1|true|True|TRUE|yes|on) METRICS_ENABLED=true; FUNCTION_ROLES="$FUNCTION_ROLES monitoring.editor" ;;
+  0|false|False|FALSE|no|off) METRICS_ENABLED=false ;;
+  *) echo "deploy-yc: METRICS_ENABLED must be true or false, got '$METRICS_ENABLED'" >&2; exit 1 ;;
+esac
 
 die() { echo "deploy-yc: $*" >&2; exit 1; }
 step() { echo "==> $*" >&2; }
@@ -215,6 +225,8 @@ while IFS= read -r line; do common_flags+=("$line"); done < <(
   env_flag RESULT_QUEUE_URL "$RESULT_QUEUE_URL"
   env_flag AWS_ENDPOINT_URL_SQS "$YMQ_ENDPOINT"
   env_flag AWS_DEFAULT_REGION "$YMQ_REGION"
+  env_flag METRICS_ENABLED "$METRICS_ENABLED"
+  env_flag METRICS_NAMESPACE "$METRICS_NAMESPACE"
   if [[ -n "$YC_API_ENDPOINT" ]]; then env_flag YC_API_ENDPOINT "$YC_API_ENDPOINT"; fi
 )
 secret_flag() { printf 'environment-variable=%s,id=%s,version-id=%s,key=%s' "$1" "$SECRET_ID" "$SECRET_VERSION" "$1"; }
@@ -278,3 +290,14 @@ Deployed.
   logs:           $YC serverless function logs $TRIGGER_FUNCTION --since 1h
                   $YC serverless function logs $FOLLOWUP_FUNCTION --since 1h
 EOF
+if [[ "$METRICS_ENABLED" == true ]]; then
+  cat <<EOF
+Alerting is left to the console (docs/DEPLOY.md "Alerting on Yandex Cloud"):
+  1. Monitoring > Notification channels: create one (e-mail, SMS, Telegram ...).
+  2. Monitoring > Alerts, each "> 0" over 5 minutes, notifying that channel:
+     - messages in each dead-letter queue: $REQUEST_QUEUE-dlq, $FOLLOWUP_QUEUE-dlq, $RESULT_QUEUE-dlq, $SCHEDULE_DLQ
+     - backups.failed and backups.timed_out (service=custom, app=$METRICS_NAMESPACE), summed
+     - sink.failures (service=custom, app=$METRICS_NAMESPACE), summed, in 2 of 3 windows
+     - errors of the functions $TRIGGER_FUNCTION and $FOLLOWUP_FUNCTION
+EOF
+fi

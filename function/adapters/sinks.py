@@ -11,12 +11,19 @@
   minutes: when it is used up or expired, the result goes to SLACK_INCOMING_WEBHOOK_URL instead if configured,
   else the chat sink skips (not a failure: redelivering would not help).
 
-HTTP sinks retry through urllib3's `Retry` on their own `requests.Session`: SINK_MAX_ATTEMPTS attempts in all,
-on connection errors, read timeouts and 429/500/502/503/504, with a short exponential back-off (0.2 s, 0.4 s ...,
-at most 2 s; `Retry-After` is not waited for, the invocation's time is short). POST is retried on purpose: the
-event id is deterministic, receivers drop duplicates by id. A sink that still fails raises `SinkError`; its
-message names the host and the HTTP status only, never a URL path (Slack URLs carry tokens), a secret or a
-signature.
+HTTP sinks retry through urllib3's `Retry` on their own `requests.Session` (adapters.delivery):
+SINK_MAX_ATTEMPTS attempts in all, on connection errors, read timeouts and 429/500/502/503/504, with a short
+exponential back-off (0.2 s, 0.4 s ..., at most 2 s; `Retry-After` is not waited for, the invocation's time is
+short). POST is retried on purpose: the event id is deterministic, receivers drop duplicates by id. A sink that
+still fails raises `SinkError`; its message names the host and the HTTP status only, never a URL path (Slack
+URLs carry tokens), a secret or a signature.
+
+Loud failures: every failed attempt is one warning `sink attempt failed` (sink, host, reason, attempt,
+maxAttempts); a sink that still fails adds one warning `sink delivery failed` with the attempts made (the queue
+sink too, with the queue's host). Connection errors are named by kind (`connection refused or unreachable`,
+`host name not resolved`, `connect timeout` ...), with the host.
+`check_sink_settings` refuses a bad RESULT_WEBHOOK_URL at start, before anything is started; the warning about
+a missing RESULT_WEBHOOK_SECRET is logged once per process.
 
 Verifying the webhook (receiver side), with the shared secret `S`:
 
@@ -26,20 +33,21 @@ Verifying the webhook (receiver side), with the shared secret `S`:
 1. Read the raw body bytes (before any JSON parsing) and both headers.
 2. Refuse a timestamp more than 5 minutes from your clock (replay window).
 3. Compute `hmac.new(S, timestamp.encode() + b"." + raw_body, sha256).hexdigest()` and compare it with the value
-   after `v1=` in constant time (`hmac.compare_digest`). `verify_signature` below does exactly this.
+   after `v1=` in constant time (`hmac.compare_digest`). `verify_signature` (security.hmac_v1, re-exported here)
+   does exactly this; `sign` is the same signer as the incoming `POST /backup` scheme.
 4. Deduplicate by the event's `id` (at-least-once delivery).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from adapters.delivery import deliver, delivery_failed, host_of, http_session
 from backups.models import ReplyTarget, ResultEvent
 from backups.ports import Clock, MessageQueue, QueueError, ResultSink, SinkError, SystemClock
 from backups.results import (
@@ -51,6 +59,8 @@ from backups.results import (
     progress_message,
 )
 from observability import get_logger
+from security.hmac_v1 import sign, verify_signature
+from security.urls import LOOPBACK_HOSTS, SLACK_HOST, is_slack_url
 
 if TYPE_CHECKING:
     import requests
@@ -66,6 +76,7 @@ __all__ = [
     "QueueSink",
     "WebhookSink",
     "build_sinks",
+    "check_sink_settings",
     "emit_result",
     "event_body",
     "is_slack_url",
@@ -77,14 +88,6 @@ __all__ = [
 CLOUDEVENTS_JSON = "application/cloudevents+json"
 TIMESTAMP_HEADER = "X-Signature-Timestamp"
 SIGNATURE_HEADER = "X-Signature"
-SIGNATURE_TOLERANCE_SECONDS = 300
-RETRY_STATUSES = (429, 500, 502, 503, 504)
-BACKOFF_FACTOR = 0.2
-BACKOFF_MAX = 2.0
-TIMEOUT = (3.05, 10.0)  # connect, read
-SLACK_HOST = "hooks.slack.com"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-USER_AGENT = "yc-backup-runner (result sink)"
 
 
 def event_body(event: ResultEvent) -> str:
@@ -92,114 +95,74 @@ def event_body(event: ResultEvent) -> str:
     return json.dumps(event.to_json_dict(), separators=(",", ":"), ensure_ascii=False)
 
 
-def sign(secret: str | bytes, timestamp: str, body: str | bytes) -> str:
-    """`v1=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>`."""
-    key = secret.encode() if isinstance(secret, str) else secret
-    raw = body.encode() if isinstance(body, str) else body
-    return "v1=" + hmac.new(key, timestamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
-
-
-def verify_signature(
-    secret: str | bytes,
-    timestamp: str,
-    body: str | bytes,
-    signature: str,
-    *,
-    now: float | None = None,
-    tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
-) -> bool:
-    """The receiver's check: fresh timestamp, and a matching `v1=` signature (constant-time comparison)."""
-    if not timestamp.isdigit() or len(timestamp) > 12:
-        return False
-    current = time.time() if now is None else now
-    if abs(current - int(timestamp)) > tolerance:
-        return False
-    expected = sign(secret, timestamp, body)
-    return any(hmac.compare_digest(expected, part.strip()) for part in signature.split(",")[:8])
-
-
-def is_slack_url(url: str) -> bool:
-    """Only `https://hooks.slack.com/...` (default port) is ever posted to by the chat sink: the same check the
-    Slack command's `response_url` passes when it comes in (chatops.slack.check_response_url)."""
-    from chatops.slack import UnsafeUrl, check_response_url
-
-    try:
-        check_response_url(url, allow_hosts=(SLACK_HOST,))
-    except UnsafeUrl:
-        return False
-    return True
-
-
-def _host(url: str) -> str:
-    """What an error message may say about a URL: its host, never its path or query (tokens live there)."""
-    try:
-        return urlsplit(url).hostname or "?"
-    except ValueError:
-        return "?"
+class SinkConfigError(ValueError):
+    """A sink setting the function refuses to start with. The message names the variable, never a secret."""
 
 
 def _check_webhook_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
-        return
-    raise ValueError(
-        f"RESULT_WEBHOOK_URL must be an https:// URL (http:// only for 127.0.0.1 or localhost); "
-        f"got scheme {parts.scheme!r} for host {parts.hostname or '?'!r}"
-    )
-
-
-def http_session(max_attempts: int) -> requests.Session:
-    """A session that retries POSTs `max_attempts - 1` times on connection errors and 429/5xx (urllib3 Retry)."""
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
-
-    retries = max(0, max_attempts - 1)
-    retry = Retry(
-        total=retries,
-        connect=retries,
-        read=retries,
-        status=retries,
-        other=0,
-        allowed_methods=frozenset({"POST"}),
-        status_forcelist=RETRY_STATUSES,
-        backoff_factor=BACKOFF_FACTOR,
-        backoff_max=BACKOFF_MAX,
-        respect_retry_after_header=False,
-        raise_on_status=False,
-        raise_on_redirect=False,
-    )
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=4)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session.trust_env = False  # no proxies or .netrc credentials from the environment
-    session.headers["User-Agent"] = USER_AGENT
-    return session
-
-
-def _post(session: requests.Session, url: str, what: str, **kwargs: Any) -> int:
-    """POST and return the final status; SinkError (host only) when no answer came back at all."""
-    import requests
-
     try:
-        response = session.post(url, timeout=TIMEOUT, allow_redirects=False, **kwargs)
-    except requests.RequestException as exc:
-        reason = type(exc).__name__
-        if isinstance(exc, requests.exceptions.RetryError):
-            reason = "too many failed attempts"
-        raise SinkError(f"{what} at {_host(url)} unreachable: {reason}") from None
-    with response:
-        return response.status_code
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        raise SinkConfigError("RESULT_WEBHOOK_URL is not a URL") from None
+    if parts.scheme == "https" and host:
+        return
+    if parts.scheme == "http" and host in LOOPBACK_HOSTS:
+        return
+    if parts.scheme == "http":
+        raise SinkConfigError(
+            f"RESULT_WEBHOOK_URL is http:// (host {host or '?'!r}): result events are signed but not encrypted "
+            f"on plain HTTP, so only https:// is accepted; http:// only for 127.0.0.1, localhost and [::1] "
+            f"(local receivers). Use the receiver's https:// URL."
+        )
+    raise SinkConfigError(
+        f"RESULT_WEBHOOK_URL must be an https:// URL (http:// only for 127.0.0.1, localhost or [::1]); "
+        f"got scheme {parts.scheme!r} for host {host or '?'!r}"
+    )
+
+
+def check_sink_settings(settings: Settings) -> None:
+    """Call at the start of an invocation, before any backup starts: SinkConfigError (a ValueError, secret-free
+    message, also logged as an error) for a sink configuration that could never deliver."""
+    if settings.result_webhook_url:
+        try:
+            _check_webhook_url(settings.result_webhook_url)
+        except SinkConfigError as exc:
+            get_logger().error("result sink misconfigured", extra={"sink": "webhook", "reason": str(exc)})
+            raise
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    """Configuration warnings: once per process (a warm instance serves many invocations)."""
+    if key not in _warned:
+        _warned.add(key)
+        get_logger().warning(message)
 
 
 # --- the sinks ---------------------------------------------------------------------------------------------
 
 
+_LOGGED: OrderedDict[str, int] = OrderedDict()  # event id -> times logged by this process (bounded)
+_LOGGED_MAX = 1024
+
+
+def _times_logged(event_id: str) -> int:
+    count = _LOGGED.pop(event_id, 0) + 1
+    _LOGGED[event_id] = count
+    while len(_LOGGED) > _LOGGED_MAX:
+        _LOGGED.popitem(last=False)
+    return count
+
+
 class LogSink:
-    """One structured log line per event (always configured; RESULTS_FAILURES_ONLY does not apply)."""
+    """One structured log line per event (always configured; RESULTS_FAILURES_ONLY does not apply).
+
+    A result this process already logged (redelivered after another sink failed) carries `repeat: n`, so a
+    reader sees one event delivered again, not several backups.
+    """
 
     name = "log"
 
@@ -228,6 +191,9 @@ class LogSink:
             fields["errorCode"] = d.error.code
             fields["errorMessage"] = d.error.message
         fields = {k: v for k, v in fields.items() if v is not None}
+        times = _times_logged(event.id)
+        if times > 1:
+            fields["repeat"] = times - 1
         if d.status == "succeeded":
             self._log.info("backup result", extra=fields)
         else:
@@ -247,7 +213,9 @@ class QueueSink:
         try:
             self._queue.send(self._url, event_body(event))
         except QueueError as exc:  # QueueError messages never carry credentials
-            raise SinkError(f"result queue: {exc}") from None
+            raise delivery_failed(
+                self.name, host_of(self._url), str(exc), None, f"result queue at {host_of(self._url)}: {exc}"
+            ) from None
 
 
 class WebhookSink:
@@ -267,7 +235,7 @@ class WebhookSink:
         _check_webhook_url(url)
         self._url = url
         self._secret = secret if isinstance(secret, str | None) else secret.get_secret_value()
-        self._session = session or http_session(max_attempts)
+        self._session = session or http_session(max_attempts, sink=self.name)
         self._now = now
 
     def emit(self, event: ResultEvent) -> None:
@@ -277,9 +245,7 @@ class WebhookSink:
             timestamp = str(int(self._now()))
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = sign(self._secret, timestamp, body)
-        status = _post(self._session, self._url, "result webhook", data=body, headers=headers)
-        if not 200 <= status < 300:
-            raise SinkError(f"result webhook at {_host(self._url)} answered HTTP {status}")
+        deliver(self._session, self._url, "result webhook", self.name, data=body, headers=headers)
 
 
 class ChatSink:
@@ -310,7 +276,7 @@ class ChatSink:
     @property
     def _session(self) -> requests.Session:
         if self._session_arg is None:
-            self._session_arg = http_session(self._max_attempts)
+            self._session_arg = http_session(self._max_attempts, sink=self.name)
         return self._session_arg
 
     def _response_url_usable(self, keep: int) -> bool:
@@ -350,11 +316,9 @@ class ChatSink:
     def _send(self, url: str, payload: dict[str, Any]) -> None:
         if not self._allowed(url):
             # Never call anything but Slack with a URL that came in a message. Retrying would not help.
-            self._log.warning("chat URL refused: not https://hooks.slack.com/", extra={"host": _host(url)})
-            raise SinkSkipped(f"chat URL host {_host(url)!r} is not {SLACK_HOST}")
-        status = _post(self._session, url, "chat", json=payload)
-        if not 200 <= status < 300:
-            raise SinkError(f"chat at {_host(url)} answered HTTP {status}")
+            self._log.warning("chat URL refused: not https://hooks.slack.com/", extra={"host": host_of(url)})
+            raise SinkSkipped(f"chat URL host {host_of(url)!r} is not {SLACK_HOST}")
+        deliver(self._session, url, "chat", self.name, json=payload)
 
 
 def build_sinks(
@@ -367,7 +331,8 @@ def build_sinks(
 ) -> list[ResultSink]:
     """The sinks the environment configures: log always; queue, webhook; chat when there is a reply target.
 
-    ValueError for a webhook URL that is not https (a configuration error; the message names no secret).
+    SinkConfigError (a ValueError) for a webhook URL that is not https (the message names no secret); call
+    `check_sink_settings` at the start of the invocation to refuse it before anything starts.
     """
     sinks: list[ResultSink] = [LogSink()]
     if settings.result_queue_url:
@@ -378,7 +343,7 @@ def build_sinks(
         sinks.append(QueueSink(queue, settings.result_queue_url))
     if settings.result_webhook_url:
         if settings.result_webhook_secret is None:
-            get_logger().warning("RESULT_WEBHOOK_SECRET is not set: result webhook calls are not signed")
+            _warn_once("unsigned", "RESULT_WEBHOOK_SECRET is not set: result webhook calls are not signed")
         sinks.append(
             WebhookSink(
                 settings.result_webhook_url, settings.result_webhook_secret, max_attempts=settings.sink_max_attempts

@@ -15,8 +15,7 @@ if TYPE_CHECKING:
 class StartError(Exception):
     """A problem with the whole request. `http_status` is the reply class the handler maps it to."""
 
-    http_status = 500
-    code = "INTERNAL"
+    http_status, code = 500, "INTERNAL"
 
     def __init__(self, message: str, *, cloud_error: CloudError | None = None) -> None:
         super().__init__(message)
@@ -30,37 +29,32 @@ class StartError(Exception):
 class RequestInvalid(StartError):
     """400: malformed body, empty or several selectors, policyId and policyName together, missing folder."""
 
-    http_status = 400
-    code = "INVALID_REQUEST"
+    http_status, code = 400, "INVALID_REQUEST"
 
 
 class NothingMatched(StartError):
     """404: the selector matched no instance, or the policy named does not exist."""
 
-    http_status = 404
-    code = "NOTHING_MATCHED"
+    http_status, code = 404, "NOTHING_MATCHED"
 
 
 class CloudUnavailable(StartError):
     """503: a transient cloud error while resolving; a queue source should redeliver the message."""
 
-    http_status = 503
-    code = "CLOUD_UNAVAILABLE"
+    http_status, code = 503, "CLOUD_UNAVAILABLE"
 
 
 class CloudFailed(StartError):
     """502: a permanent cloud error while resolving (PERMISSION_DENIED on a listing, UNAUTHENTICATED ...)."""
 
-    http_status = 502
-    code = "CLOUD_FAILED"
+    http_status, code = 502, "CLOUD_FAILED"
 
 
 class HandOffFailed(StartError):
     """503: operations started (or fan-out prepared) but a queue refused the messages. Redelivery is safe:
     the idempotency keys return the same operations. `report` holds what was done."""
 
-    http_status = 503
-    code = "HANDOFF_FAILED"
+    http_status, code = 503, "HANDOFF_FAILED"
 
     def __init__(self, message: str, report: Any) -> None:
         super().__init__(message)

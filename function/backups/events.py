@@ -38,6 +38,7 @@ EVENT_TYPES: dict[str, str] = {
     "timed_out": EVENT_TYPE_PREFIX + "timed_out",
 }
 CLOCK_SKEW = timedelta(seconds=60)  # how far the service's modifiedAt may run ahead of our clock
+FROM_RECORD = {"policy_id", "compute_instance_id", "instance_name", "folder_id"}  # record -> data
 
 
 def result_event(
@@ -53,25 +54,17 @@ def result_event(
 ) -> ResultEvent:
     """The one builder of result events: every field comes from the target's record or from these arguments."""
     duration = None if started_at is None else round(max((finished_at - started_at).total_seconds(), 0.0), 3)
-    trigger = target.trigger
     data = ResultData(
         status=status,
         operation_id=operation_id,
-        policy_id=target.policy_id,
-        compute_instance_id=target.compute_instance_id,
-        instance_name=target.instance_name,
-        folder_id=target.folder_id,
-        target=target.asked if operation_id is None else None,
+        target=target.asked if operation_id is None else None,  # what was asked, on targets that never started
         error=error,
         started_at=started_at,
         finished_at=finished_at,
         duration_seconds=duration,
-        source=trigger.source,
-        trigger_id=trigger.trigger_id,
-        correlation_id=trigger.correlation_id,
-        requested_by=trigger.requested_by,
-        reason=trigger.reason,
         polls=polls,
+        **target.model_dump(include=FROM_RECORD),  # the instance and the policy
+        **target.trigger.model_dump(),  # who asked: source, triggerId, correlationId, requestedBy, reason
     )
     return ResultEvent(
         id=target.result_event_id,

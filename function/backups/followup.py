@@ -33,6 +33,7 @@ from backups.models import ResultError, ResultEvent, TriggerInfo
 from backups.ports import Clock, MessageQueue, OperationsApi, QueueError, ResultSink
 from backups.results import EmitReport, ProgressSink, emit_result, progress_message
 from backups.target import BackupTarget
+from metrics import MetricsRecorder
 from ycloud.errors import CloudError
 
 if TYPE_CHECKING:
@@ -71,7 +72,8 @@ def mismatch(ticket: FollowupTicket, operation: Operation) -> str | None:
     its operation must be an Execute of the ticket's policy on the ticket's instance."""
     meta = operation.metadata
     want = ticket.target
-    if meta.compute_instance_id != want.compute_instance_id or meta.policy_id != want.policy_id:
+    wrong = meta.compute_instance_id != want.compute_instance_id or meta.policy_id != want.policy_id
+    if wrong or not operation.is_execute:
         return (
             f"operation {ticket.operation_id} is not a backup of instance {want.compute_instance_id} with policy "
             f"{want.policy_id} (the ticket does not match the operation; it was not written by this function)"
@@ -86,6 +88,7 @@ def refuse_ticket(
     sinks: list[ResultSink],
     settings: Settings,
     clock: Clock,
+    metrics: MetricsRecorder | None = None,
 ) -> EmitReport:
     """A ticket that does not hold up ends in one failed result, reported as the queue message that carried it
     (`carrier`): nothing it claims is believed, and nothing is called with its ids."""
@@ -97,7 +100,7 @@ def refuse_ticket(
         error=ResultError(code="INVALID_TICKET", message=reason),
         source=settings.result_event_source,
     )
-    return emit_result(event, sinks, settings)
+    return emit_result(event, sinks, settings, metrics)
 
 
 def follow(
@@ -108,6 +111,7 @@ def follow(
     settings: Settings,
     clock: Clock,
     sinks: list[ResultSink],
+    metrics: MetricsRecorder | None = None,
 ) -> FollowOutcome:
     """Check `ticket`'s operation once and act on what it says (see the module docstring)."""
     checked = ticket.model_copy(update={"attempt": ticket.attempt + 1})
@@ -125,10 +129,10 @@ def follow(
                 now=now,
                 source=source,
             )
-            return _finish(checked, event, sinks, settings, reason=f"get failed: {exc.name}", error=exc)
+            return _finish(checked, event, sinks, settings, metrics, reason=f"get failed: {exc.name}", error=exc)
         if now >= ticket.deadline:
             event = timed_out_result(checked, now, source=source)
-            return _finish(checked, event, sinks, settings, reason="deadline passed", error=exc)
+            return _finish(checked, event, sinks, settings, metrics, reason="deadline passed", error=exc)
         failures = ticket.transient_errors + 1
         retried = checked.model_copy(update={"transient_errors": failures})
         delay = min(schedule.retry_delay(failures, settings), _to_deadline(ticket, now, settings))
@@ -138,12 +142,14 @@ def follow(
     wrong = mismatch(ticket, operation)
     if wrong is not None:
         event = failed_result(checked, code="TICKET_MISMATCH", message=wrong, grpc_code=None, now=now, source=source)
-        return _finish(checked, event, sinks, settings, reason="ticket does not match its operation")
+        return _finish(checked, event, sinks, settings, metrics, reason="ticket does not match its operation")
     if operation.failed or operation.done:
         event = result_from_operation(checked, operation, now, source=source)
-        return _finish(checked, event, sinks, settings, reason=event.data.status)
+        return _finish(checked, event, sinks, settings, metrics, reason=event.data.status)
     if now >= ticket.deadline:
-        return _finish(checked, timed_out_result(checked, now, source=source), sinks, settings, reason="deadline")
+        return _finish(
+            checked, timed_out_result(checked, now, source=source), sinks, settings, metrics, reason="deadline"
+        )
 
     percent = operation.progress
     delay = schedule.next_delay(ticket, now, percent, settings)
@@ -203,11 +209,12 @@ def _finish(
     event: ResultEvent,
     sinks: list[ResultSink],
     settings: Settings,
+    metrics: MetricsRecorder | None,
     *,
     reason: str,
     error: CloudError | None = None,
 ) -> FollowOutcome:
-    report = emit_result(event, sinks, settings)
+    report = emit_result(event, sinks, settings, metrics)
     return FollowOutcome("finished", ticket, event=event, emit=report, error=error, reason=reason)
 
 

@@ -42,28 +42,29 @@ class StartReport:
         return self._of(Started)
 
     @property
+    def plan(self) -> list[Planned]:
+        """A dry run's plan (empty otherwise: planned targets of a real run are started or fanned out)."""
+        return self._of(Planned) if self.dry_run else []
+
+    @property
     def failed(self) -> list[Failed]:
         return self._of(Failed)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.retryable
 
     @property
     def retryable(self) -> list[Retryable]:
         return self._of(Retryable)
 
     @property
-    def skipped(self) -> list[Skipped]:
-        return self._of(Skipped)
-
-    @property
-    def plan(self) -> list[Planned]:
-        return self._of(Planned) if self.dry_run else []
-
-    @property
     def needs_redelivery(self) -> bool:
         return bool(self.retryable)
 
     @property
-    def ok(self) -> bool:
-        return not self.failed and not self.retryable
+    def skipped(self) -> list[Skipped]:
+        return self._of(Skipped)
 
     def counts(self) -> dict[str, int]:
         return {

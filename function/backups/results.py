@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from backups.models import ResultEvent
 from backups.ports import ResultSink, SinkError
+from metrics import MetricsRecorder, record_emitted
 
 if TYPE_CHECKING:
     from backups.handoff import FollowupTicket
@@ -118,7 +119,9 @@ class EmitReport:
 LOG_SINK = "log"
 
 
-def emit_result(event: ResultEvent, sinks: Sequence[ResultSink], settings: Settings) -> EmitReport:
+def emit_result(
+    event: ResultEvent, sinks: Sequence[ResultSink], settings: Settings, metrics: MetricsRecorder | None = None
+) -> EmitReport:
     """Give `event` to every sink. RESULTS_FAILURES_ONLY skips succeeded events for every sink but the log.
 
     Never raises for a sink's failure: a sink that still fails after its own retries is in `report.failed`.
@@ -139,4 +142,6 @@ def emit_result(event: ResultEvent, sinks: Sequence[ResultSink], settings: Setti
             report.failed[name] = f"unexpected {type(exc).__name__}"
         else:
             report.delivered.append(name)
+    if metrics is not None:
+        record_emitted(metrics, event, report)
     return report

@@ -29,6 +29,7 @@ from backups.resolve import Resolver
 from backups.results import emit_result
 from backups.start import Sleeper, execute_all
 from backups.target import BackupTarget, Failed, Outcome, Planned, Retryable, Skipped, Started
+from metrics import MetricsRecorder, NullRecorder
 from observability import get_logger
 from settings import Settings
 
@@ -45,6 +46,7 @@ class Ports:
     sinks: Callable[[ReplyTarget | None], list[ResultSink]]
     clock: Clock = field(default_factory=SystemClock)
     sleep: Sleeper = time.sleep
+    metrics: MetricsRecorder = field(default_factory=NullRecorder)
 
 
 def _ids(trigger: TriggerInfo) -> dict[str, Any]:
@@ -147,7 +149,10 @@ def _log_outcome(o: Outcome, trigger: TriggerInfo) -> None:
         log.info("skipped target", extra=extra | {"reason": o.reason})
     elif isinstance(o, Started):
         log.info(_LOG_LINES[o.outcome], extra=extra | {"operationId": o.operation_id, "policyId": o.policy_id})
-    elif isinstance(o, Failed | Retryable):
+    elif isinstance(o, Failed):
+        extra |= {"policyId": o.policy_id, "code": o.error.code, "detail": o.error.message}
+        log.warning(_LOG_LINES[o.outcome], extra=extra)
+    elif isinstance(o, Retryable):
         extra |= {"policyId": o.policy_id, "code": o.code, "detail": o.message}
         log.warning(_LOG_LINES[o.outcome], extra=extra)
 
@@ -201,6 +206,7 @@ def run_request(
             emit_request_failure(exc, trigger, request, ports, reply_to=reply_to)
         raise
     if not report.dry_run:  # a dry run reports its plan to the caller and emits nothing
+        ports.metrics.record_started(len(report.started))
         emit_failed(report.failed, ports, reply_to)
     return report
 
@@ -211,7 +217,8 @@ def emit_failed(failed: list[Failed], ports: Ports, reply_to: ReplyTarget | None
         return
     sinks = ports.sinks(reply_to)
     for f in failed:
-        emitted = emit_result(failed_start_event(f, source=ports.settings.result_event_source), sinks, ports.settings)
+        event = failed_start_event(f, source=ports.settings.result_event_source)
+        emitted = emit_result(event, sinks, ports.settings, ports.metrics)
         if not emitted.ok:
             # The result must not be lost: ask for the trigger again (same keys, same event id).
             raise RedeliveryRequested(f"result sinks failed: {sorted(emitted.failed)}")

@@ -94,7 +94,7 @@ class BackupTarget(CamelModel):
 
 
 class _OfTarget(CamelModel):
-    """Read-only views of the record's fields, so `outcome.compute_instance_id` reads like the target's own."""
+    """The two fields every log line and report names, read from the record (the rest: `outcome.target.*`)."""
 
     target: BackupTarget
 
@@ -103,20 +103,8 @@ class _OfTarget(CamelModel):
         return self.target.compute_instance_id
 
     @property
-    def instance_name(self) -> str | None:
-        return self.target.instance_name
-
-    @property
-    def folder_id(self) -> str | None:
-        return self.target.folder_id
-
-    @property
     def policy_id(self) -> str | None:
         return self.target.policy_id
-
-    @property
-    def policy_name(self) -> str | None:
-        return self.target.policy_name
 
 
 class Planned(_OfTarget):
@@ -142,18 +130,6 @@ class Failed(_OfTarget):
     target: BackupTarget
     error: ResultError
     finished_at: datetime
-
-    @property
-    def code(self) -> str:
-        return self.error.code
-
-    @property
-    def message(self) -> str:
-        return self.error.message
-
-    @property
-    def grpc_code(self) -> int | None:
-        return self.error.grpc_code
 
 
 class Retryable(_OfTarget):

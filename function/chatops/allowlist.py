@@ -14,12 +14,15 @@ Rules:
   setting therefore only ever narrows what chat may do; a setting left empty adds no condition.
 - `*` as the only item of CHAT_ALLOWED_FOLDERS or CHAT_ALLOWED_INSTANCES makes that condition allow every instance;
   so `CHAT_ALLOWED_INSTANCES=*` alone lets chat back up anything the function's service account can reach.
+- An id in CHAT_ALLOWED_INSTANCES names one instance anywhere; a NAME is unique only within a folder, so it
+  matches only an instance in the folders of CHAT_ALLOWED_FOLDERS (when that lists folders), else in FOLDER_ID.
+  With neither, a name matches nothing (use ids).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from settings import Settings
@@ -34,14 +37,6 @@ class Forbidden(Exception):
     status_code = 403
 
 
-class ChatInstance(NamedTuple):
-    """What the check needs to know of an instance: its id, its name and its labels."""
-
-    id: str
-    name: str | None = None
-    labels: Mapping[str, str] | None = None
-
-
 def _shown(items: list[str]) -> str:
     head = ", ".join(items[:_MAX_SHOWN])
     return head + (f" and {len(items) - _MAX_SHOWN} more" if len(items) > _MAX_SHOWN else "")
@@ -49,6 +44,14 @@ def _shown(items: list[str]) -> str:
 
 def chat_allowlist_configured(settings: Settings) -> bool:
     return bool(settings.chat_allowed_folders or settings.chat_allowed_labels or settings.chat_allowed_instances)
+
+
+def name_folders(settings: Settings) -> set[str]:
+    """The folders a name in CHAT_ALLOWED_INSTANCES is looked for in (see the module docstring)."""
+    listed = [f for f in settings.chat_allowed_folders if f != WILDCARD]
+    if listed:
+        return set(listed)
+    return {settings.folder_id} if settings.folder_id else set()
 
 
 def describe_allowed(settings: Settings) -> str:
@@ -64,19 +67,29 @@ def describe_allowed(settings: Settings) -> str:
         parts.append(f"labels {_shown(labels)} (all of them)")
     if settings.chat_allowed_instances:
         instances = settings.chat_allowed_instances
-        parts.append("any instance" if WILDCARD in instances else f"instance {_shown(instances)}")
+        if WILDCARD in instances:
+            parts.append("any instance")
+        else:
+            scope = _shown(sorted(name_folders(settings))) or "no folder: set FOLDER_ID"
+            parts.append(f"instance {_shown(instances)} (names in {scope})")
     return "instances with " + "; ".join(parts)
 
 
-def check_chat_allowed(settings: Settings, folder_id: str | None, instance: Any) -> None:
-    """Raises Forbidden unless chat may back up `instance` in `folder_id`.
+def check_chat_allowed(
+    settings: Settings,
+    *,
+    folder_id: str | None,
+    instance_id: str,
+    name: str | None,
+    labels: Mapping[str, str] | None,
+) -> None:
+    """Raises Forbidden unless chat may back up the instance `instance_id` (`name`, `labels`) in `folder_id`.
 
-    `instance`: a ChatInstance or any (id, name, labels) tuple; name and labels may be None (unknown: a label
-    condition then fails, a name cannot match).
+    `name` and `labels` may be None (unknown: a label condition then fails, a name cannot match); `folder_id` may
+    be None (unknown: a folder condition fails, a name cannot match).
     """
-    inst_id, name, labels = tuple(instance)
     labels = labels or {}
-    what = f"instance {name or inst_id}" + (f" ({inst_id})" if name and inst_id else "")
+    what = f"instance {name or instance_id}" + (f" ({instance_id})" if name and instance_id else "")
     if not chat_allowlist_configured(settings):
         raise Forbidden(
             "chat backups are off: set CHAT_ALLOWED_FOLDERS, CHAT_ALLOWED_LABELS or CHAT_ALLOWED_INSTANCES "
@@ -92,7 +105,12 @@ def check_chat_allowed(settings: Settings, folder_id: str | None, instance: Any)
         if missing:
             failed.append(f"it lacks the label {', '.join(sorted(missing)[:_MAX_SHOWN])}")
     instances = settings.chat_allowed_instances
-    if instances and WILDCARD not in instances and not ({inst_id, name} & set(instances)):
-        failed.append("it is not in the instance list")
+    if instances and WILDCARD not in instances:
+        by_id = instance_id in instances
+        by_name = name is not None and name in instances and folder_id is not None
+        if by_name and folder_id not in name_folders(settings):
+            by_name = False
+        if not (by_id or by_name):
+            failed.append("it is not in the instance list (names count in their folder only)")
     if failed:
         raise Forbidden(f"chat may not back up {what}: {'; '.join(failed)}. Allowed: {describe_allowed(settings)}")

@@ -8,13 +8,16 @@ cached by their own modules across warm invocations.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from adapters.metrics import build_metrics
 from backups.models import ReplyTarget
 from backups.ports import Clock, MessageQueue, ResultSink, SystemClock
 from backups.run import Ports
+from metrics import MetricsRecorder, NullRecorder
 from settings import Settings
 
 if TYPE_CHECKING:
@@ -41,7 +44,10 @@ class Deps:
     clock: Clock = field(default_factory=SystemClock)
     # reply target -> sinks; None: the sinks the environment configures (adapters.sinks.build_sinks)
     sinks_factory: Callable[[ReplyTarget | None], list[ResultSink]] | None = None
+    # (platform, context) -> the metrics recorder of one invocation; None: adapters.metrics.build_metrics
+    metrics_factory: Callable[[str, Any], MetricsRecorder] | None = None
     _queue: MessageQueue | None = None
+    _metrics: MetricsRecorder | None = None
 
     @classmethod
     def from_env(cls) -> Deps:
@@ -64,7 +70,29 @@ class Deps:
             queue=self.queue,
             sinks=self.sinks,
             clock=self.clock,
+            metrics=self._metrics or NullRecorder(),
         )
+
+    @contextmanager
+    def recording(self, platform: str, context: Any) -> Iterator[MetricsRecorder]:
+        """`with deps.recording(platform, context) as metrics:` around one invocation: the ports it hands out
+        record into this recorder, flushed once at the end (never raising)."""
+        self._metrics = self._build_metrics(platform, context)
+        try:
+            yield self._metrics
+        finally:
+            recorder, self._metrics = self._metrics, None
+            recorder.flush()
+
+    def _build_metrics(self, platform: str, context: Any) -> MetricsRecorder:
+        if self.metrics_factory is not None:
+            return self.metrics_factory(platform, context)
+
+        def token() -> Any:  # the function's IAM token, asked for at flush time only (cached per process)
+            cloud = self.cloud(context)
+            return cloud.transport.auth.token()  # type: ignore[attr-defined]
+
+        return build_metrics(self.settings, platform=platform, context=context, token=token)
 
     def sinks(self, reply_to: ReplyTarget | None) -> list[ResultSink]:
         if self.sinks_factory is not None:

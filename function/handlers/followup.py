@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.sinks import check_sink_settings
 from backups.followup import follow, refuse_ticket
 from backups.handoff import MAX_TICKET_BYTES, MalformedTicket, parse_ticket
 from backups.models import TriggerInfo
 from handlers.batch import queue_reply
 from handlers.deps import Deps
+from metrics import MetricsRecorder
 from observability import get_logger
 from triggers.detect import parse_event
-from triggers.model import TriggerError
+from triggers.model import Invocation, TriggerError
 from triggers.queue import refused_event_reply
 
 
@@ -38,6 +40,16 @@ def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
             "error": {"code": "NOT_A_QUEUE_EVENT", "message": "expected the follow-up queue's messages"},
         }
     log.append_keys(source=invocation.source, platform=invocation.platform)
+    check_sink_settings(deps.settings)  # raises: the tickets come back, then dead-letter; nothing is dropped
+    with deps.recording(invocation.platform, context) as metrics:
+        failed = _follow_all(invocation, context, deps, metrics)
+        metrics.count("redeliveries", len(failed))
+    return queue_reply(invocation, failed)
+
+
+def _follow_all(invocation: Invocation, context: Any, deps: Deps, metrics: MetricsRecorder) -> list[str]:
+    """Check every ticket of the batch; the ids of the messages that must come back."""
+    log = get_logger()
     cloud = deps.cloud(context)
     failed: list[str] = []
     for message in invocation.messages:
@@ -48,7 +60,7 @@ def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
                 log.error("ticket refused", extra={"messageId": message.message_id, "error": str(exc)})
                 carrier = TriggerInfo(source=invocation.source, trigger_id=message.message_id or message.trigger_id)
                 emitted = refuse_ticket(
-                    str(exc), carrier, sinks=deps.sinks(None), settings=deps.settings, clock=deps.clock
+                    str(exc), carrier, sinks=deps.sinks(None), settings=deps.settings, clock=deps.clock, metrics=metrics
                 )
                 if not emitted.ok:
                     failed.append(message.message_id or "")
@@ -67,6 +79,7 @@ def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
                 settings=deps.settings,
                 clock=deps.clock,
                 sinks=deps.sinks(ticket.reply_to),
+                metrics=metrics,
             )
         except Exception as exc:
             # A configuration gap (no FOLLOWUP_QUEUE_URL) or a bug: keep the ticket, let the queue bring it back
@@ -86,4 +99,4 @@ def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
         )
         if outcome.needs_redelivery:
             failed.append(message.message_id or "")
-    return queue_reply(invocation, failed)
+    return failed

@@ -8,12 +8,31 @@ failed command, so errors are 200 with an explanation. Chat may back up only wha
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from backups.errors import RedeliveryRequested, StartError
+from backups.models import TriggerInfo
+from backups.resolve import Resolver
+from backups.run import run_request
+from backups.target import BackupTarget
+from chatops.allowlist import Forbidden, check_chat_allowed
+from chatops.commands import (
+    BackupCommand,
+    StatusCommand,
+    parse_command,
+    slack_reply_target,
+    to_backup_request,
+)
+from chatops.form import SlashCommand, parse_slash_form
+from chatops.replies import reply_dry_run, reply_error, reply_for_help, reply_started, reply_status
 from handlers.deps import Deps
 from observability import get_logger
+from security.common import BadRequest
 from triggers.http import http_reply
 from triggers.model import Invocation
+from ycloud.client import YandexCloud
+from ycloud.errors import CloudError
 
 # Slack wants the answer within 3 s: the cloud calls of a command get this much of it.
 SLACK_BUDGET_SECONDS = 2.5
@@ -24,15 +43,13 @@ def _answer(invocation: Invocation, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def handle_slack(invocation: Invocation, context: Any, deps: Deps) -> dict[str, Any]:
-    from chatops.signing import BadRequest
-    from chatops.slack import BackupCommand, StatusCommand, parse_command, parse_slash_form, reply_for_help
-
     log = get_logger()
     request = invocation.http
     assert request is not None
     try:
         slash = parse_slash_form(request.body, max_body_bytes=deps.settings.max_body_bytes)
     except BadRequest as exc:
+        log.info("Slack form refused", extra={"reason": str(exc)})
         return http_reply(invocation, 400, {"error": {"code": "BAD_REQUEST", "message": str(exc)}})
     command = parse_command(slash.text)
     log.append_keys(slack_user=slash.user_id, command=command.kind)
@@ -45,10 +62,6 @@ def handle_slack(invocation: Invocation, context: Any, deps: Deps) -> dict[str, 
 
 def _bounded_cloud(context: Any, deps: Deps) -> Any:
     """The cloud client with retries cut to Slack's budget (never past the invocation's own deadline)."""
-    import time
-
-    from ycloud.client import YandexCloud
-
     if deps.cloud_factory.__name__ != "_cloud_from_settings":
         return deps.cloud(context)  # an injected client (tests): use as it is
     started = time.monotonic()
@@ -60,10 +73,6 @@ def _bounded_cloud(context: Any, deps: Deps) -> Any:
 
 
 def _status(operation_id: str, context: Any, deps: Deps) -> dict[str, Any]:
-    from chatops.allowlist import Forbidden, check_chat_allowed
-    from chatops.slack import reply_error, reply_status
-    from ycloud.errors import CloudError
-
     cloud = _bounded_cloud(context, deps)
     try:
         operation = cloud.operations.get(operation_id)
@@ -71,7 +80,13 @@ def _status(operation_id: str, context: Any, deps: Deps) -> dict[str, Any]:
         if instance_id is None:
             return reply_error("that operation is not a backup started by this command")
         instance = cloud.compute.get(instance_id)
-        check_chat_allowed(deps.settings, instance.folder_id, (instance.id, instance.name, instance.labels))
+        check_chat_allowed(
+            deps.settings,
+            folder_id=instance.folder_id,
+            instance_id=instance.id,
+            name=instance.name,
+            labels=instance.labels,
+        )
     except CloudError as exc:
         return reply_error(f"could not read the operation: {exc.name}: {exc.message}")
     except Forbidden as exc:
@@ -79,15 +94,7 @@ def _status(operation_id: str, context: Any, deps: Deps) -> dict[str, Any]:
     return reply_status(operation)
 
 
-def _backup(command: Any, slash: Any, context: Any, deps: Deps) -> dict[str, Any]:
-    from backups.errors import RedeliveryRequested, StartError
-    from backups.models import TriggerInfo
-    from backups.resolve import Resolver
-    from backups.run import run_request
-    from backups.target import BackupTarget
-    from chatops.allowlist import Forbidden, check_chat_allowed
-    from chatops.slack import reply_dry_run, reply_error, reply_started, slack_reply_target, to_backup_request
-
+def _backup(command: BackupCommand, slash: SlashCommand, context: Any, deps: Deps) -> dict[str, Any]:
     log = get_logger()
     asked = to_backup_request(command, slash)
     trigger = TriggerInfo(
@@ -102,12 +109,19 @@ def _backup(command: Any, slash: Any, context: Any, deps: Deps) -> dict[str, Any
     reply_to = slack_reply_target(slash, deps.clock.now())
 
     def allowed(target: BackupTarget) -> None:
+        """Chat may back up only what the allowlist names: checked for every target before anything starts."""
         instance = resolver.instance(target.compute_instance_id or "")
-        labels = instance.labels if instance is not None else None
-        check_chat_allowed(deps.settings, target.folder_id, (target.compute_instance_id, target.instance_name, labels))
+        check_chat_allowed(
+            deps.settings,
+            folder_id=target.folder_id,
+            instance_id=target.compute_instance_id or "",
+            name=target.instance_name,
+            labels=instance.labels if instance is not None else None,
+        )
 
     try:
-        # A request-level problem is the command's own answer below; only targets get result events.
+        # One build, one resolution. A request-level problem is the command's own answer below; only targets get
+        # result events.
         report = run_request(
             body,
             trigger,
@@ -125,12 +139,10 @@ def _backup(command: Any, slash: Any, context: Any, deps: Deps) -> dict[str, Any
     except RedeliveryRequested as exc:
         return reply_error(f"the result could not be delivered, try again: {exc}", instance=command.instance)
     if report.dry_run:
-        return reply_dry_run(command.instance, [p.target.policy_name or p.target.policy_id or "?" for p in report.plan])
+        return reply_dry_run(command.instance, [p.target.policy_name or p.policy_id or "?" for p in report.plan])
     if report.started:
-        started = [(s.target.policy_name or s.target.policy_id or "?", s.operation_id) for s in report.started]
+        started = [(s.target.policy_name or s.policy_id or "?", s.operation_id) for s in report.started]
         return reply_started(command.instance, started, reason=command.reason)
     problems = [f.error.message for f in report.failed] + [r.message for r in report.retryable]
-    problems += [
-        f"skipped {s.target.instance_name or s.target.compute_instance_id}: {s.reason}" for s in report.skipped
-    ]
+    problems += [f"skipped {s.target.instance_name or s.compute_instance_id}: {s.reason}" for s in report.skipped]
     return reply_error("; ".join(problems) or "nothing was started", instance=command.instance)

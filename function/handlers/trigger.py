@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.sinks import SinkConfigError, check_sink_settings
 from backups.errors import TRANSIENT, RedeliveryRequested, StartError
 from backups.models import TriggerInfo
 from backups.resolve import Resolver
@@ -23,9 +24,10 @@ from backups.run import run_request
 from handlers.batch import queue_reply
 from handlers.deps import Deps
 from handlers.http import handle_http
+from metrics import MetricsRecorder
 from observability import get_logger
 from triggers.detect import parse_event
-from triggers.http import error_reply
+from triggers.http import error_reply, json_reply
 from triggers.model import BodyTooLarge, InboundMessage, Invocation, TriggerError
 from triggers.queue import QUEUE_MAX_BODY_BYTES, refused_event_reply
 
@@ -41,11 +43,18 @@ def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
         # Not a shape we are triggered with: retrying would not help, and there is no target to report.
         return error_reply(exc) if exc.kind == "http" else refused_event_reply(exc)
     log.append_keys(source=invocation.source, platform=invocation.platform)
-    if invocation.kind == "http":
-        return handle_http(invocation, context, deps)
-    if invocation.kind == "queue":
-        return _handle_queue(invocation, context, deps)
-    return _handle_one(invocation, invocation.messages[0], context, deps)
+    try:
+        check_sink_settings(deps.settings)  # a sink that could never deliver: refuse before anything starts
+    except SinkConfigError as exc:
+        if invocation.kind == "http":
+            return json_reply(500, {"error": {"code": "CONFIG_ERROR", "message": str(exc)}})
+        raise  # the platform retries, then dead-letters: nothing starts, nothing is dropped
+    with deps.recording(invocation.platform, context) as metrics:
+        if invocation.kind == "http":
+            return handle_http(invocation, context, deps)
+        if invocation.kind == "queue":
+            return _handle_queue(invocation, context, deps, metrics)
+        return _handle_one(invocation, invocation.messages[0], context, deps, metrics)
 
 
 def _parse(event: Any, context: Any, deps: Deps) -> Invocation:
@@ -65,24 +74,31 @@ def _trigger(invocation: Invocation, message: InboundMessage) -> TriggerInfo:
     return TriggerInfo(source=invocation.source, trigger_id=message.trigger_id)
 
 
-def _handle_one(invocation: Invocation, message: InboundMessage, context: Any, deps: Deps) -> dict[str, Any]:
+def _handle_one(
+    invocation: Invocation, message: InboundMessage, context: Any, deps: Deps, metrics: MetricsRecorder
+) -> dict[str, Any]:
     log = get_logger()
     try:
         report = run_request(message.body_text, _trigger(invocation, message), deps.ports(context))
     except TRANSIENT as exc:
         log.warning("transient failure: asking the platform to retry", extra={"code": exc.code, "error": exc.message})
+        metrics.count("redeliveries")
         raise RedeliveryRequested(f"{exc.code}: {exc.message}") from None
+    except RedeliveryRequested:
+        metrics.count("redeliveries")  # a result no sink took: the platform brings the trigger back
+        raise
     except StartError as exc:
         log.error("request refused", extra={"code": exc.code, "error": exc.message})
         return {"ok": False, "error": exc.to_json_dict()}
     if report.needs_redelivery:
         log.warning("targets with transient failures: asking the platform to retry", extra=report.counts())
+        metrics.count("redeliveries")
         raise RedeliveryRequested(f"{len(report.retryable)} target(s) hit transient errors")
     log.info("trigger done", extra=report.counts())
     return report.to_json_dict()
 
 
-def _handle_queue(invocation: Invocation, context: Any, deps: Deps) -> Any:
+def _handle_queue(invocation: Invocation, context: Any, deps: Deps, metrics: MetricsRecorder) -> Any:
     log = get_logger()
     ports = deps.ports(context)
     resolver = Resolver(ports.cloud, deps.settings, deps.clock)  # one set of listing caches for the whole batch
@@ -109,4 +125,5 @@ def _handle_queue(invocation: Invocation, context: Any, deps: Deps) -> Any:
         if report.needs_redelivery:
             failed.append(message.message_id or "")
         log.info("message done", extra={"messageId": message.message_id, **report.counts()})
+    metrics.count("redeliveries", len(failed))
     return queue_reply(invocation, failed)

@@ -1,6 +1,7 @@
 """AWS Lambda event envelopes: SQS, EventBridge, EventBridge Scheduler, API Gateway REST v1, HTTP API v2, Function URL.
 
-Shapes are those of the real samples in /work/shared/reference/events/aws (powertools' test events).
+Shapes are those of the real samples in powertools' test events (aws-lambda-powertools-python, tests/events/;
+../shared/reference/events/aws beside the repository).
 
 EventBridge (a rule on a schedule or an event pattern): the request is the event's `detail` (an object; a rule with
 a constant "Input" replaces the whole event by that JSON instead, which arrives as a plain request object and parses

@@ -84,10 +84,6 @@ class CloudError(Exception):
     def transient(self) -> bool:
         return self.code in TRANSIENT_CODES
 
-    @property
-    def permanent(self) -> bool:
-        return not self.transient
-
     def __str__(self) -> str:
         where = f" ({self.method} {self.path})" if self.method else ""
         rid = f" [request id {self.request_id}]" if self.request_id else ""

@@ -103,9 +103,14 @@ class Status(ApiModel):
     details: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class ExecuteMetadata(ApiModel):
-    """Metadata of `Policy.Execute` (and of Apply/Revoke, which carry the same two ids)."""
+EXECUTE_METADATA = "type.googleapis.com/yandex.cloud.backup.v1.ExecuteMetadata"
 
+
+class ExecuteMetadata(ApiModel):
+    """Metadata of `Policy.Execute` (and of Apply/Revoke, which carry the same two ids: `type_url`, the Any's
+    `@type`, tells them apart)."""
+
+    type_url: str | None = Field(default=None, alias="@type")
     policy_id: str | None = None
     compute_instance_id: str | None = None
     # The REST page types it as a string, the proto as a double: accept both.
@@ -138,6 +143,14 @@ class Operation(ApiModel):
     @property
     def succeeded(self) -> bool:
         return self.done and not self.failed
+
+    @property
+    def is_execute(self) -> bool:
+        """An Execute operation (a backup): by the metadata's `@type` (a proto gateway always prints it); when
+        absent, by its shape (a policy and an instance)."""
+        if self.metadata.type_url:
+            return self.metadata.type_url == EXECUTE_METADATA
+        return bool(self.metadata.policy_id) and bool(self.metadata.compute_instance_id)
 
     @property
     def progress(self) -> float | None:

@@ -21,7 +21,7 @@ APP_PATH = ROOT / "function" / "app.py"
 GATEWAY_SPEC_PATH = ROOT / "deploy" / "yandex" / "api-gateway.yaml"
 
 # The HTTP routes the trigger handler serves: (method, path). Keep in sync with function/app.py and the routers.
-HTTP_ROUTES: list[tuple[str, str]] = [("POST", "/backup"), ("POST", "/slack")]
+HTTP_ROUTES: list[tuple[str, str]] = [("POST", "/backup"), ("GET", "/backup/{operationId}"), ("POST", "/slack")]
 # The handler of each function, as "<module>.<callable>" (the module is a file at the zip root).
 HANDLERS: dict[str, str] = {
     "TriggerFunction": "app.trigger_handler",
@@ -437,6 +437,68 @@ def check_secret_access(template: dict[str, Any]) -> list[str]:
     return problems
 
 
+# ----------------------------------------------------------------------------------------------- alerting
+CW_ALARM = "AWS::CloudWatch::Alarm"
+SNS_TOPIC = "AWS::SNS::Topic"
+DLQ_METRIC = ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+
+
+def _ref_target(value: Any) -> str | None:
+    return value["Ref"] if isinstance(value, dict) and set(value) == {"Ref"} and isinstance(value["Ref"], str) else None
+
+
+def _fires_on_any_message(props: dict[str, Any]) -> bool:
+    """Threshold 0 with GreaterThanThreshold, or 1 with GreaterThanOrEqualToThreshold: one message is enough."""
+    threshold, operator = props.get("Threshold"), props.get("ComparisonOperator")
+    return (threshold == 0 and operator == "GreaterThanThreshold") or (
+        threshold == 1 and operator == "GreaterThanOrEqualToThreshold"
+    )
+
+
+def check_dlq_alarms(template: dict[str, Any]) -> list[str]:
+    """Every dead-letter queue has an alarm on ApproximateNumberOfMessagesVisible of that queue (by
+    !GetAtt <Queue>.QueueName) that fires on a single visible message, on the Maximum, and notifies someone."""
+    problems = []
+    alarms = resources(template, CW_ALARM)
+    for dlq in sorted(dead_letter_queues(template)):
+        watching = [
+            (name, res.get("Properties", {}))
+            for name, res in alarms.items()
+            if (res.get("Properties", {}).get("Namespace"), res.get("Properties", {}).get("MetricName")) == DLQ_METRIC
+            and any(
+                d.get("Name") == "QueueName" and _getatt_target(d.get("Value")) == (dlq, "QueueName")
+                for d in res.get("Properties", {}).get("Dimensions", []) or []
+            )
+        ]
+        if not watching:
+            problems.append(f"{dlq}: dead-letter queue without an alarm on {DLQ_METRIC[1]}")
+            continue
+        for name, props in watching:
+            if not _fires_on_any_message(props):
+                problems.append(f"{name}: must fire on one visible message (Threshold 0, GreaterThanThreshold)")
+            if props.get("Statistic") != "Maximum":
+                problems.append(f"{name}: Statistic must be Maximum (a queue depth, not a sum of samples)")
+            if not props.get("AlarmActions"):
+                problems.append(f"{name}: no AlarmActions (nobody would hear of it)")
+    return problems
+
+
+def check_alarm_actions(template: dict[str, Any]) -> list[str]:
+    """Every alarm notifies an SNS topic of this template, on ALARM and on OK, and treats missing data as fine
+    (a metric that is only written when something happens is missing most of the time)."""
+    problems = []
+    topics = set(resources(template, SNS_TOPIC))
+    for name, res in sorted(resources(template, CW_ALARM).items()):
+        props = res.get("Properties", {})
+        for key in ("AlarmActions", "OKActions"):
+            targets = [_ref_target(a) for a in _as_list(props.get(key) or [])]
+            if not targets or not all(t in topics for t in targets):
+                problems.append(f"{name}: {key} must be !Ref of an SNS topic of this template")
+        if props.get("TreatMissingData") != "notBreaching":
+            problems.append(f"{name}: TreatMissingData must be notBreaching")
+    return problems
+
+
 ALL_SOURCE_CHECKS = (
     check_redrive_policies,
     check_partial_batch_responses,
@@ -445,4 +507,6 @@ ALL_SOURCE_CHECKS = (
     check_handlers,
     check_environment,
     check_secret_access,
+    check_dlq_alarms,
+    check_alarm_actions,
 )

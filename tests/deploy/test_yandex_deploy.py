@@ -240,7 +240,7 @@ def test_deploy_runs_the_steps_in_order(deployed: dict[str, Any]) -> None:
     mutating = [c for c in sequence if " get" not in c and "get-queue-attributes" not in c]
     assert mutating == [
         "yc iam service-account create backup-runner",
-        *["yc resource-manager folder add-access-binding b1gtestfolder"] * 5,
+        *["yc resource-manager folder add-access-binding b1gtestfolder"] * 6,
         "yc iam service-account create backup-runner-queue-admin",
         "yc resource-manager folder add-access-binding b1gtestfolder",
         "yc iam access-key create",
@@ -276,6 +276,7 @@ def test_roles_and_secret(deployed: dict[str, Any]) -> None:
         "ymq.reader",
         "ymq.writer",
         "functions.functionInvoker",
+        "monitoring.editor",  # the functions write their metrics with their own IAM token
         "ymq.admin",
         "lockbox.payloadViewer",
     ]
@@ -330,6 +331,8 @@ def test_function_versions(deployed: dict[str, Any]) -> None:
         assert environment["REQUEST_QUEUE_URL"].endswith("/backup-requests")
         assert environment["RESULT_QUEUE_URL"].endswith("/backup-results")
         assert environment["AWS_ENDPOINT_URL_SQS"] == "https://message-queue.api.cloud.yandex.net"
+        assert environment["METRICS_ENABLED"] == "true"
+        assert environment["METRICS_NAMESPACE"] == "yc-backup-runner"
     secret_vars = {
         name: {s.split(",")[0].split("=", 1)[1] for s in version["--secret"]} for name, version in versions.items()
     }
@@ -401,3 +404,39 @@ def test_temporary_key_is_deleted_when_a_later_step_fails(fake_clis: dict[str, A
     result = run_deploy(fake_clis)
     assert result.returncode != 0
     assert command(calls(fake_clis)[-1]) == "yc iam access-key delete ajekey"
+
+
+# ------------------------------------------------------------------------------------------- alerting
+def test_alerting_console_steps_are_printed(deployed: dict[str, Any]) -> None:
+    out = deployed["result"].stdout
+    assert "Alerting is left to the console" in out
+    for name in ("backup-requests-dlq", "backup-followups-dlq", "backup-results-dlq", "backup-schedule-dlq"):
+        assert name in out
+    for metric in ("backups.failed", "backups.timed_out", "sink.failures", "app=yc-backup-runner"):
+        assert metric in out
+    assert "backup-trigger" in out and "backup-followup" in out
+
+
+def test_metrics_can_be_switched_off(fake_clis: dict[str, Any]) -> None:
+    result = run_deploy(fake_clis, METRICS_ENABLED="false")
+    assert result.returncode == 0, result.stderr
+    recorded = calls(fake_clis)
+    roles = [flags(c)["--role"][0] for c in recorded if "add-access-binding" in c["argv"]]
+    assert "monitoring.editor" not in roles
+    version = next(c for c in recorded if c["argv"][:3] == ["serverless", "function", "version"])
+    assert "METRICS_ENABLED=false" in flags(version)["--environment"]
+    assert "Alerting is left to the console" not in result.stdout
+
+
+def test_a_bad_metrics_switch_changes_nothing(fake_clis: dict[str, Any]) -> None:
+    result = run_deploy(fake_clis, METRICS_ENABLED="maybe")
+    assert result.returncode != 0 and "METRICS_ENABLED must be true or false" in result.stderr
+    assert not (fake_clis["state"] / "calls.jsonl").exists()
+
+
+def test_metric_names_in_the_hint_are_the_ones_written() -> None:
+    from adapters.monitoring import YANDEX_NAMES
+
+    text = SCRIPT.read_text()
+    for name in ("backups.failed", "backups.timed_out", "sink.failures"):
+        assert name in text and name in YANDEX_NAMES.values()

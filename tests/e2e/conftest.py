@@ -19,8 +19,6 @@ import base64
 import binascii
 import contextlib
 import copy
-import hashlib
-import hmac
 import io
 import json
 import logging
@@ -39,6 +37,7 @@ from local.emulator import EmulatorConfig, start_emulator
 from local.emulator.seed import DEMO_FOLDER_ID
 from local.platform import LocalContext, LocalPlatform
 from tests.receivers import Receiver
+from tests.signers import slack_headers
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -142,7 +141,7 @@ def raw_body(event: dict[str, Any]) -> bytes:
 
 def sign_http(event: dict[str, Any], secret: str, *, timestamp: int | None = None) -> dict[str, Any]:
     """Sign the event's body as a CI client does (X-Backup-Timestamp / X-Backup-Signature, docs/WEBHOOK.md)."""
-    from chatops.signing import sign_webhook
+    from security.hmac_v1 import sign_webhook
 
     return set_headers(event, sign_webhook(secret, raw_body(event), timestamp or int(time.time())))
 
@@ -167,19 +166,10 @@ def slack_form(
     return urlencode(values)
 
 
-def slack_signature(secret: str, timestamp: int, body: str | bytes) -> str:
-    raw = body.encode() if isinstance(body, str) else body
-    base = f"v0:{timestamp}:".encode() + raw
-    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-
-
 def sign_slack(event: dict[str, Any], secret: str, *, timestamp: int | None = None) -> dict[str, Any]:
     """Sign the event's body with Slack's v0 scheme."""
     ts = timestamp or int(time.time())
-    return set_headers(
-        event,
-        {"X-Slack-Request-Timestamp": str(ts), "X-Slack-Signature": slack_signature(secret, ts, raw_body(event))},
-    )
+    return set_headers(event, slack_headers(secret, ts, raw_body(event)))
 
 
 def reply_json(reply: dict[str, Any]) -> dict[str, Any]:

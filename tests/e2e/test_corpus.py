@@ -44,7 +44,7 @@ def signed(h: Harness, event: dict[str, Any], sign: dict[str, Any]) -> dict[str,
     secret = configured if sign.get("secret", "configured") == "configured" else str(sign["secret"])
     if scheme == "slack":
         return sign_slack(event, secret, timestamp=timestamp)
-    from chatops.signing import sign_webhook
+    from security.hmac_v1 import sign_webhook
 
     return set_headers(event, sign_webhook(secret, raw_body(event), timestamp))
 

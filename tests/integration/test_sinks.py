@@ -11,7 +11,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from adapters import delivery as delivery_module
 from adapters import sinks as sinks_module
+from adapters.delivery import failure_reason
 from adapters.sinks import (
     CLOUDEVENTS_JSON,
     ChatSink,
@@ -100,6 +102,7 @@ class RecordingLogger:
 def logger(monkeypatch: pytest.MonkeyPatch) -> RecordingLogger:
     rec = RecordingLogger()
     monkeypatch.setattr(sinks_module, "get_logger", lambda: rec)
+    monkeypatch.setattr(delivery_module, "get_logger", lambda: rec)
     return rec
 
 
@@ -176,6 +179,7 @@ def test_webhook_always_500_is_reported_failed_without_secrets(receiver, logger)
     signature = receiver.requests[0].headers["x-signature"]
     for text in (report.failed["webhook"], logger.text()):
         assert SECRET not in text and signature not in text and "t0ken-in-path" not in text
+    assert [msg for _, msg, _ in logger.lines].count("sink attempt failed") == settings.sink_max_attempts
 
 
 def test_webhook_unreachable_is_a_sink_error():
@@ -338,3 +342,139 @@ def test_build_sinks_from_the_environment(receiver):
     with pytest.raises(ValueError, match="https") as info:
         build_sinks(Settings(RESULT_WEBHOOK_URL="http://results.example/t0ken"), None)
     assert "t0ken" not in str(info.value)
+
+
+# --- loud failures: which sink, its host, why, which attempt; never a secret -------------------------------
+
+
+def sink_lines(caplog: pytest.LogCaptureFixture, message: str) -> list[Any]:
+    return [r for r in caplog.records if r.getMessage() == message]
+
+
+def fields(record: Any, *names: str) -> tuple[Any, ...]:
+    return tuple(getattr(record, n, None) for n in names)
+
+
+def test_each_failed_attempt_and_the_final_failure_are_logged(receiver, caplog):
+    receiver.always = 503
+    sink = WebhookSink(receiver.url + "/hook/t0ken-in-path?sig=qs-s3cret", SECRET, max_attempts=3)
+    with caplog.at_level("WARNING"), pytest.raises(SinkError):
+        sink.emit(failed())
+    attempts = sink_lines(caplog, "sink attempt failed")
+    assert [fields(r, "sink", "host", "reason", "attempt", "maxAttempts") for r in attempts] == [
+        ("webhook", "127.0.0.1", "HTTP 503", n, 3) for n in (1, 2, 3)
+    ]
+    [final] = sink_lines(caplog, "sink delivery failed")
+    assert fields(final, "sink", "host", "reason", "attempts") == ("webhook", "127.0.0.1", "HTTP 503", 3)
+    signature = receiver.requests[0].headers["x-signature"]
+    for secret in (SECRET, signature, "t0ken-in-path", "qs-s3cret", "/hook"):
+        assert secret not in caplog.text
+
+
+def test_a_4xx_is_not_retried_and_says_one_attempt(receiver, caplog):
+    receiver.always = 404
+    with caplog.at_level("WARNING"), pytest.raises(SinkError, match="HTTP 404"):
+        WebhookSink(receiver.url + "/x", SECRET, max_attempts=3).emit(failed())
+    assert sink_lines(caplog, "sink attempt failed") == []
+    [final] = sink_lines(caplog, "sink delivery failed")
+    assert fields(final, "reason", "attempts") == ("HTTP 404", 1)
+
+
+def test_connection_refused_names_the_host_and_the_reason(caplog):
+    with caplog.at_level("WARNING"), pytest.raises(SinkError) as info:
+        WebhookSink("http://127.0.0.1:9/hook/t0ken", SECRET, max_attempts=2).emit(failed())
+    assert str(info.value) == "result webhook at 127.0.0.1 unreachable: connection refused or unreachable"
+    attempts = sink_lines(caplog, "sink attempt failed")
+    assert [fields(r, "host", "reason", "attempt") for r in attempts] == [
+        ("127.0.0.1", "connection refused or unreachable", 1),
+        ("127.0.0.1", "connection refused or unreachable", 2),
+    ]
+    [final] = sink_lines(caplog, "sink delivery failed")
+    assert fields(final, "sink", "attempts") == ("webhook", 2)
+    assert "t0ken" not in caplog.text
+
+
+def test_connection_error_reasons_are_named_by_kind():
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NameResolutionError
+
+    dns = NameResolutionError("results.example", None, OSError("Name or service not known"))  # type: ignore[arg-type]
+    wrapped = requests.exceptions.ConnectionError(MaxRetryError(None, "/hook/t0ken", dns))  # type: ignore[arg-type]
+    assert failure_reason(wrapped) == "host name not resolved"
+    assert failure_reason(ConnectTimeoutError("x")) == "connect timeout"
+    assert failure_reason(requests.exceptions.ReadTimeout()) == "read timeout"
+    assert failure_reason(None) == "no answer"
+    assert failure_reason(ValueError("weird")) == "ValueError"
+
+
+def test_chat_failure_logs_the_chat_sink_without_the_response_url_path(receiver, caplog):
+    receiver.always = 500
+    sink = ChatSink(reply_to(receiver), None, max_attempts=2, clock=Clock(START), url_allowed=loopback)
+    with caplog.at_level("WARNING"), pytest.raises(SinkError):
+        sink.emit(failed())
+    [final] = sink_lines(caplog, "sink delivery failed")
+    assert fields(final, "sink", "host", "attempts") == ("chat", "127.0.0.1", 2)
+    assert len(sink_lines(caplog, "sink attempt failed")) == 2
+    assert "resp-t0ken" not in caplog.text
+
+
+def test_queue_failure_logs_the_queue_host(sqs_server, caplog):
+    sink = QueueSink(SqsQueue(endpoint_url=sqs_server), f"{sqs_server}/123456789012/no-such-queue")
+    with caplog.at_level("WARNING"), pytest.raises(SinkError, match=r"result queue at 127\.0\.0\.1"):
+        sink.emit(failed())
+    [final] = sink_lines(caplog, "sink delivery failed")
+    assert fields(final, "sink", "host") == ("queue", "127.0.0.1")
+    assert "testing" not in caplog.text  # the (fake) AWS credentials
+
+
+@pytest.mark.parametrize(
+    "url", ["http://results.example/hook/t0ken", "http://10.0.0.1/x?sig=t0ken", "HTTP://results.example/t0ken"]
+)
+def test_plain_http_webhook_is_refused_at_start_with_a_clear_message(url, caplog):
+    settings = Settings(RESULT_WEBHOOK_URL=url, RESULT_WEBHOOK_SECRET=SECRET)
+    with caplog.at_level("ERROR"), pytest.raises(sinks_module.SinkConfigError) as info:
+        sinks_module.check_sink_settings(settings)
+    message = str(info.value)
+    assert message.startswith("RESULT_WEBHOOK_URL is http://")
+    assert "https://" in message and "127.0.0.1, localhost and [::1]" in message
+    assert "t0ken" not in message and "t0ken" not in caplog.text
+    [line] = sink_lines(caplog, "result sink misconfigured")
+    assert fields(line, "sink") == ("webhook",)
+    with pytest.raises(ValueError, match="RESULT_WEBHOOK_URL"):  # and build_sinks refuses it too
+        build_sinks(settings, None)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://results.example/hook", "http://127.0.0.1:8080/x", "http://localhost/x", "http://[::1]:9/x", None]
+)
+def test_https_and_the_loopback_exception_pass_the_start_check(url):
+    sinks_module.check_sink_settings(Settings(RESULT_WEBHOOK_URL=url))
+
+
+@pytest.mark.parametrize("url", ["ftp://results.example/x", "https:///x", "results.example/hook", "http://[::1/x"])
+def test_other_bad_webhook_urls_are_refused_at_start(url):
+    with pytest.raises(sinks_module.SinkConfigError, match="RESULT_WEBHOOK_URL"):
+        sinks_module.check_sink_settings(Settings(RESULT_WEBHOOK_URL=url))
+
+
+def test_missing_secret_warning_is_logged_once_per_process(monkeypatch, caplog):
+    monkeypatch.setattr(sinks_module, "_warned", set())
+    settings = Settings(RESULT_WEBHOOK_URL="https://results.example/hook")
+    with caplog.at_level("WARNING"):
+        for _ in range(5):
+            build_sinks(settings, None)
+    warnings = [r for r in caplog.records if "RESULT_WEBHOOK_SECRET is not set" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_a_redelivered_result_is_logged_as_a_repeat(monkeypatch, caplog):
+    from collections import OrderedDict
+
+    monkeypatch.setattr(sinks_module, "_LOGGED", OrderedDict())
+    event = timed_out_result(make_ticket(operation_id="oprepeat"), START + timedelta(days=2))
+    with caplog.at_level("INFO"):
+        for _ in range(3):
+            LogSink().emit(event)
+    lines = [r for r in caplog.records if r.getMessage() == "backup result"]
+    assert [getattr(r, "repeat", None) for r in lines] == [None, 1, 2]
+    assert {getattr(r, "eventId", None) for r in lines} == {event.id}

@@ -74,9 +74,9 @@ def test_labels_without_policy_one_execute_per_target(emu: Any) -> None:
     assert sorted(s.compute_instance_id for s in report.started) == sorted([INSTANCE_PROD_DB, INSTANCE_PROD_WEB])
     assert [s.compute_instance_id for s in report.skipped] == [INSTANCE_OPT_OUT]
     failed = {f.compute_instance_id: f for f in report.failed}
-    assert failed[INSTANCE_OFFLINE].code == "AGENT_OFFLINE"
-    assert failed[INSTANCE_OFFLINE].grpc_code == 9  # FAILED_PRECONDITION
-    assert failed[INSTANCE_TWO_POLICIES].code == "AMBIGUOUS_POLICY"
+    assert failed[INSTANCE_OFFLINE].error.code == "AGENT_OFFLINE"
+    assert failed[INSTANCE_OFFLINE].error.grpc_code == 9  # FAILED_PRECONDITION
+    assert failed[INSTANCE_TWO_POLICIES].error.code == "AMBIGUOUS_POLICY"
     log = emu.state.execute_log
     assert sorted(e["computeInstanceId"] for e in log) == sorted([INSTANCE_PROD_DB, INSTANCE_PROD_WEB])
     for entry in log:
@@ -97,7 +97,11 @@ def test_offline_agent_reported_per_target(emu: Any) -> None:
     report, _ = run(emu, {"computeInstanceIds": [INSTANCE_OFFLINE, INSTANCE_PROD_DB], "policyId": POLICY_DAILY})
     assert [s.compute_instance_id for s in report.started] == [INSTANCE_PROD_DB]
     (failed,) = report.failed
-    assert (failed.compute_instance_id, failed.code, failed.grpc_code) == (INSTANCE_OFFLINE, "AGENT_OFFLINE", 9)
+    assert (failed.compute_instance_id, failed.error.code, failed.error.grpc_code) == (
+        INSTANCE_OFFLINE,
+        "AGENT_OFFLINE",
+        9,
+    )
     data = failed_start_event(failed, source="urn:test").data
     assert data.error is not None and "offline" in data.error.message
     assert [e["computeInstanceId"] for e in emu.state.execute_log] == [INSTANCE_PROD_DB]
@@ -114,7 +118,7 @@ def test_few_api_calls(emu: Any) -> None:
 def test_instance_name_and_not_applied(emu: Any) -> None:
     report, _ = run(emu, {"instanceName": "dev-db-1", "policyId": POLICY_DAILY})
     (failed,) = report.failed
-    assert failed.code == "POLICY_NOT_APPLIED" and "applyIfMissing: true" in failed.message
+    assert failed.error.code == "POLICY_NOT_APPLIED" and "applyIfMissing: true" in failed.error.message
     assert emu.state.execute_log == []
 
 
@@ -128,7 +132,7 @@ def test_apply_if_missing_applies_then_executes(emu: Any) -> None:
 def test_apply_on_unregistered_instance_fails(emu: Any) -> None:
     report, _ = run(emu, {"computeInstanceId": INSTANCE_NO_AGENT, "policyId": POLICY_DAILY, "applyIfMissing": True})
     assert report.started == []
-    assert len(report.failed) == 1 and "applying policy" in report.failed[0].message
+    assert len(report.failed) == 1 and "applying policy" in report.failed[0].error.message
 
 
 def test_nothing_matched(emu: Any) -> None:

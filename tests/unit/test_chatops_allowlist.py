@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import NamedTuple
+
 import pytest
 
-from chatops.allowlist import ChatInstance, Forbidden, chat_allowlist_configured, check_chat_allowed, describe_allowed
+from chatops.allowlist import Forbidden, chat_allowlist_configured, check_chat_allowed, describe_allowed
 from settings import Settings
+
+
+class ChatInstance(NamedTuple):
+    id: str
+    name: str | None = None
+    labels: Mapping[str, str] | None = None
+
 
 FOLDER = "b1gfolder0000000001"
 OTHER_FOLDER = "b1gfolder0000000002"
@@ -17,9 +27,14 @@ def settings(**env: str) -> Settings:
     return Settings.from_env(env)
 
 
-def allowed(s: Settings, folder: str | None, instance: object) -> bool:
+def check(s: Settings, folder: str | None, instance: tuple[str, str | None, Mapping[str, str] | None]) -> None:
+    inst_id, name, labels = instance
+    check_chat_allowed(s, folder_id=folder, instance_id=inst_id, name=name, labels=labels)
+
+
+def allowed(s: Settings, folder: str | None, instance: tuple[str, str | None, Mapping[str, str] | None]) -> bool:
     try:
-        check_chat_allowed(s, folder, instance)
+        check(s, folder, instance)
     except Forbidden:
         return False
     return True
@@ -30,14 +45,14 @@ class TestFailClosed:
         s = settings()
         assert not chat_allowlist_configured(s)
         with pytest.raises(Forbidden, match="chat backups are off: set CHAT_ALLOWED_FOLDERS"):
-            check_chat_allowed(s, FOLDER, WEB)
+            check(s, FOLDER, WEB)
 
     @pytest.mark.parametrize(
         "env", [{"CHAT_ALLOWED_FOLDERS": ""}, {"CHAT_ALLOWED_INSTANCES": " , "}, {"CHAT_ALLOWED_LABELS": "{}"}]
     )
     def test_empty_values_are_nothing(self, env: dict[str, str]) -> None:
         with pytest.raises(Forbidden, match="off"):
-            check_chat_allowed(settings(**env), FOLDER, WEB)
+            check(settings(**env), FOLDER, WEB)
 
     def test_forbidden_is_not_a_value_error(self) -> None:
         assert not issubclass(Forbidden, ValueError) and Forbidden.status_code == 403
@@ -65,7 +80,7 @@ class TestEachCondition:
         s = settings(CHAT_ALLOWED_LABELS='{"env": "prod", "chatops": "yes"}')
         assert allowed(s, FOLDER, WEB)
         with pytest.raises(Forbidden, match="lacks the label chatops"):
-            check_chat_allowed(s, FOLDER, DB)
+            check(s, FOLDER, DB)
         assert not allowed(s, FOLDER, ChatInstance("x1", "x", {"env": "dev", "chatops": "yes"}))
         assert not allowed(s, FOLDER, ChatInstance("x1", "x", None))
 
@@ -76,15 +91,43 @@ class TestEachCondition:
         assert not allowed(s, FOLDER, ChatInstance("x1", "x", {"other": "yes"}))
 
     def test_instances_by_id_or_name(self) -> None:
-        by_name = settings(CHAT_ALLOWED_INSTANCES="web1")
+        by_name = settings(CHAT_ALLOWED_INSTANCES="web1", FOLDER_ID=FOLDER)
         by_id = settings(CHAT_ALLOWED_INSTANCES=WEB.id)
         assert allowed(by_name, FOLDER, WEB) and allowed(by_id, FOLDER, WEB)
         assert not allowed(by_name, FOLDER, DB) and not allowed(by_id, FOLDER, DB)
         assert not allowed(by_name, FOLDER, ChatInstance(WEB.id, None, None))  # name unknown: id must match
 
     def test_plain_tuple(self) -> None:
-        s = settings(CHAT_ALLOWED_INSTANCES="web1")
+        s = settings(CHAT_ALLOWED_INSTANCES="web1", FOLDER_ID=FOLDER)
         assert allowed(s, FOLDER, (WEB.id, "web1", {}))
+
+
+class TestNamesAreScopedToAFolder:
+    """Issue 11 finding 10: names are unique per folder only, so a name entry must not match in any folder."""
+
+    def test_a_namesake_in_another_folder_is_refused(self) -> None:
+        s = settings(CHAT_ALLOWED_INSTANCES="web1", FOLDER_ID=FOLDER)
+        namesake = ChatInstance("fhmattacker000000001", "web1", {})
+        with pytest.raises(Forbidden, match="instance list"):
+            check(s, OTHER_FOLDER, namesake)
+        assert allowed(s, FOLDER, WEB)
+
+    def test_names_count_in_chat_allowed_folders_when_it_lists_folders(self) -> None:
+        s = settings(CHAT_ALLOWED_INSTANCES="web1", CHAT_ALLOWED_FOLDERS=f"{OTHER_FOLDER},b1gthird", FOLDER_ID=FOLDER)
+        assert allowed(s, OTHER_FOLDER, WEB) and not allowed(s, FOLDER, WEB)
+
+    def test_a_wildcard_folder_list_does_not_widen_a_name(self) -> None:
+        s = settings(CHAT_ALLOWED_INSTANCES="web1", CHAT_ALLOWED_FOLDERS="*", FOLDER_ID=FOLDER)
+        assert allowed(s, FOLDER, WEB) and not allowed(s, OTHER_FOLDER, WEB)
+
+    def test_without_any_folder_a_name_matches_nothing_but_an_id_matches_anywhere(self) -> None:
+        assert not allowed(settings(CHAT_ALLOWED_INSTANCES="web1"), FOLDER, WEB)
+        by_id = settings(CHAT_ALLOWED_INSTANCES=WEB.id, FOLDER_ID=FOLDER)
+        assert allowed(by_id, OTHER_FOLDER, WEB)
+        assert "set FOLDER_ID" in describe_allowed(settings(CHAT_ALLOWED_INSTANCES="web1"))
+
+    def test_an_unknown_folder_never_matches_a_name(self) -> None:
+        assert not allowed(settings(CHAT_ALLOWED_INSTANCES="web1", FOLDER_ID=FOLDER), None, WEB)
 
 
 class TestCombination:
@@ -103,7 +146,7 @@ class TestCombination:
     def test_message_names_the_instance_the_reasons_and_what_is_allowed(self) -> None:
         s = settings(CHAT_ALLOWED_FOLDERS=FOLDER, CHAT_ALLOWED_LABELS='{"chatops": "yes"}', CHAT_ALLOWED_INSTANCES="x")
         with pytest.raises(Forbidden) as info:
-            check_chat_allowed(s, OTHER_FOLDER, DB)
+            check(s, OTHER_FOLDER, DB)
         text = str(info.value)
         assert "db1" in text and DB.id in text
         assert "its folder is not allowed" in text and "lacks the label chatops" in text and "instance list" in text

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_triggers_samples import SAMPLE_REQUEST, load_event, load_reference
+from tests.unit.test_triggers_samples import SAMPLE_REQUEST, body_of, load_event, load_reference
 from triggers.detect import parse_event
 from triggers.model import MalformedEvent, UnrecognisedEvent
 
@@ -31,7 +31,7 @@ def test_sqs_batch_keeps_every_message_with_its_id_and_receive_count() -> None:
     assert (invocation.source, invocation.platform, invocation.kind) == ("aws.sqs", "aws", "queue")
     assert [m.message_id for m in invocation.messages] == [f"id-{i}" for i in range(5)]
     assert [m.trigger_id for m in invocation.messages] == [f"id-{i}" for i in range(5)]
-    assert [m.json_object() for m in invocation.messages] == [{"n": i} for i in range(5)]
+    assert [body_of(m) for m in invocation.messages] == [{"n": i} for i in range(5)]
     assert [m.attributes["ApproximateReceiveCount"] for m in invocation.messages] == ["1", "2", "3", "4", "5"]
 
 
@@ -61,7 +61,7 @@ def test_eventbridge_request_is_the_detail() -> None:
     message = invocation.messages[0]
     assert (invocation.source, invocation.kind) == ("aws.eventbridge", "schedule")
     assert message.trigger_id == "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa"
-    assert message.json_object() == SAMPLE_REQUEST
+    assert body_of(message) == SAMPLE_REQUEST
     assert message.received_at == datetime(2026, 9, 1, 2, tzinfo=UTC)
     assert message.attributes == {
         "detailType": "Scheduled Event",
@@ -73,7 +73,7 @@ def test_eventbridge_request_is_the_detail() -> None:
 def test_scheduled_event_with_empty_detail_is_an_empty_request() -> None:
     event = load_event("aws-eventbridge-schedule.json")
     event["detail"] = {}
-    assert parse_event(event, None).messages[0].json_object() == {}
+    assert body_of(parse_event(event, None).messages[0]) == {}
 
 
 def test_eventbridge_detail_of_a_wrong_type_is_malformed() -> None:
@@ -90,7 +90,7 @@ def test_scheduler_envelope_trigger_id_is_stable_across_attempts() -> None:
     a, b = parse_event(first, None), parse_event(retry, None)
     assert a.source == b.source == "aws.scheduler"
     assert a.messages[0].trigger_id == b.messages[0].trigger_id
-    assert a.messages[0].json_object() == SAMPLE_REQUEST
+    assert body_of(a.messages[0]) == SAMPLE_REQUEST
     assert b.messages[0].attributes["attemptNumber"] == "2"
     assert a.messages[0].received_at == datetime(2026, 9, 1, 2, tzinfo=UTC)
 

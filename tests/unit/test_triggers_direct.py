@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_triggers_samples import SAMPLE_REQUEST
+from tests.unit.test_triggers_samples import SAMPLE_REQUEST, body_of
 from triggers.detect import parse_event
 from triggers.model import BodyTooLarge, MalformedEvent, TriggerError, UnrecognisedEvent
 
@@ -32,7 +32,7 @@ def test_plain_request_is_direct_with_the_body_as_json() -> None:
     invocation = parse_event(dict(SAMPLE_REQUEST), None)
     assert (invocation.source, invocation.platform, invocation.kind) == ("direct", "direct", "direct")
     assert invocation.http is None
-    assert invocation.messages[0].json_object() == SAMPLE_REQUEST
+    assert body_of(invocation.messages[0]) == SAMPLE_REQUEST
 
 
 @pytest.mark.parametrize(
@@ -59,19 +59,19 @@ def test_direct_without_any_id_gets_a_uuid(context: Any) -> None:
 def test_empty_object_is_a_direct_request_with_defaults() -> None:
     invocation = parse_event({}, AwsContext())
     assert invocation.source == "direct"
-    assert invocation.messages[0].json_object() == {}
+    assert body_of(invocation.messages[0]) == {}
 
 
 @pytest.mark.parametrize("text", ["", "  "])
 def test_empty_text_event_is_a_direct_empty_request(text: str) -> None:
     # `yc serverless function invoke` with no data sends an empty string
-    assert parse_event(text, YcContext()).messages[0].json_object() == {}
+    assert body_of(parse_event(text, YcContext()).messages[0]) == {}
 
 
 def test_json_text_event_is_read_as_the_object() -> None:
     invocation = parse_event(json.dumps(SAMPLE_REQUEST), None)
     assert invocation.source == "direct"
-    assert invocation.messages[0].json_object() == SAMPLE_REQUEST
+    assert body_of(invocation.messages[0]) == SAMPLE_REQUEST
 
 
 def test_snake_case_request_is_direct() -> None:

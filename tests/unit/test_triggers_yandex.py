@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_triggers_samples import SAMPLE_REQUEST, load_event
+from tests.unit.test_triggers_samples import SAMPLE_REQUEST, body_of, load_event
 from triggers.detect import parse_event
 from triggers.model import MalformedEvent, UnrecognisedEvent
 from triggers.yandex import QUEUE_TYPE, TIMER_TYPE
@@ -55,7 +55,7 @@ def test_timer_without_payload_has_an_empty_body() -> None:
     del event["messages"][0]["details"]["payload"]
     message = parse_event(event, None).messages[0]
     assert message.body_text == ""
-    assert message.json_object() == {}
+    assert body_of(message) == {}
 
 
 def test_timer_with_text_payload_keeps_it_raw() -> None:
@@ -64,7 +64,7 @@ def test_timer_with_text_payload_keeps_it_raw() -> None:
     message = parse_event(event, None).messages[0]
     assert message.body_text == "payload-message"
     with pytest.raises(ValueError, match="not valid JSON"):
-        message.json_object()
+        body_of(message)
 
 
 def test_timer_is_recognised_by_shape_without_event_type() -> None:
@@ -94,7 +94,7 @@ def test_queue_batch_keeps_every_message_in_order_with_ids_and_attributes() -> N
     assert (invocation.source, invocation.platform, invocation.kind) == ("yc.message-queue", "yandex", "queue")
     assert [m.message_id for m in invocation.messages] == ["m-1", "m-2", "m-3"]
     assert [m.trigger_id for m in invocation.messages] == ["m-1", "m-2", "m-3"]
-    assert invocation.messages[0].json_object() == SAMPLE_REQUEST
+    assert body_of(invocation.messages[0]) == SAMPLE_REQUEST
     assert invocation.messages[0].attributes["ApproximateReceiveCount"] == "3"
     assert invocation.messages[1].message_attributes == {"kind": "followup"}
     assert invocation.messages[2].body_text == "not json"
@@ -206,7 +206,7 @@ def test_direct_http_base64_body_is_decoded() -> None:
     invocation = parse_event(event, None)
     assert invocation.http is not None
     assert invocation.http.body == raw
-    assert invocation.messages[0].json_object() == SAMPLE_REQUEST
+    assert body_of(invocation.messages[0]) == SAMPLE_REQUEST
 
 
 def test_api_gateway_v01_path_is_the_url_actually_asked_for() -> None:
