@@ -6,7 +6,7 @@ Not a timed test: nothing here asserts on speed; `make bench` measures, docs/BEN
 from __future__ import annotations
 
 from bench import coldpaths, cpu, polls
-from bench.run import goals, table
+from bench.judge import goals, table
 from bench.simulate import PROGRESS_MODES
 
 
