@@ -8,12 +8,13 @@ EVENT ?=
 PORT ?= 8720
 TIME_SCALE ?= 60
 
-.PHONY: help install run serve test lint types check bench emulator package deploy-yc clean
+.PHONY: help install run serve test test-fast lint types check bench emulator package deploy-yc clean
 
 help:
 	@echo "make run      - trigger a backup on the local emulator, follow it, print the result event"
 	@echo "make serve    - the function's HTTP routes on 127.0.0.1:8720 over the local platform (SCENARIO=fail|slow)"
-	@echo "make test     - lint, types and the whole test suite"
+	@echo "make test     - lint, types and the whole test suite (what .ci/run calls)"
+	@echo "make test-fast - lint, types and the tests without tests/chaos and tests/deploy"
 	@echo "make bench    - benchmarks; writes bench/results.json (untracked); BENCH_ARGS=\"--only cpu\" for figure 8 alone"
 	@echo "make emulator - the local Yandex Cloud emulator on port 8710"
 	@echo "make package  - the Yandex Cloud Functions zip in dist/"
@@ -40,6 +41,10 @@ types: $(STAMP)
 
 test: lint types
 	$(VENV)/bin/pytest -q
+
+# The inner loop: no chaos runs (slow, randomised) and no deploy checks (SAM translation, cfn-lint, fake CLIs).
+test-fast: lint types
+	$(VENV)/bin/pytest -q --ignore=tests/chaos --ignore=tests/deploy
 
 check: test
 

@@ -189,7 +189,7 @@ def load(spec: dict[str, Any]) -> dict[str, Any]:
             **warm_env,
             "FANOUT_THRESHOLD": str(spec["fanout_threshold"]),
             "REQUEST_QUEUE_URL": target["queue_url"],
-            "FANOUT_SECRET": os.urandom(16).hex(),  # fan-out messages are signed (backups.handoff)
+            "HANDOFF_SECRET": os.urandom(16).hex(),  # fan-out messages are signed (backups.handoff)
         }
         event = timer_event(spec["large_payload"], f"bench-fanout-{next(counter)}")
         queue_observed.queue.seconds = 0.0

@@ -38,9 +38,15 @@ class Settings(BaseModel):
     fanout_threshold: int = Field(default=50, ge=1, alias="FANOUT_THRESHOLD")
     request_queue_url: str | None = Field(default=None, alias="REQUEST_QUEUE_URL")
     followup_queue_url: str | None = Field(default=None, alias="FOLLOWUP_QUEUE_URL")
+    # Yandex Message Queue batches: a message that must come back is sent back by the function itself (up to
+    # REDELIVERY_MAX_ATTEMPTS), then copied to its dead-letter queue; poison goes there at once
+    request_dlq_url: str | None = Field(default=None, alias="REQUEST_DLQ_URL")
+    followup_dlq_url: str | None = Field(default=None, alias="FOLLOWUP_DLQ_URL")
+    redelivery_max_attempts: int = Field(default=5, ge=1, le=50, alias="REDELIVERY_MAX_ATTEMPTS")
     apply_wait_seconds: float = Field(default=60.0, ge=0, alias="APPLY_WAIT_SECONDS")
-    # signs fan-out messages (backups.handoff): without it the function executes every target inline
-    fanout_secret: SecretStr | None = Field(default=None, alias="FANOUT_SECRET")
+    # signs the messages the function writes for itself (fan-out, redelivery: backups.handoff); without it the
+    # function executes every target inline and lets the platform redeliver
+    handoff_secret: SecretStr | None = Field(default=None, alias="HANDOFF_SECRET")
 
     # --- follow-up: polling schedule and deadline ---
     followup_first_delay_seconds: int = Field(default=30, ge=0, le=900, alias="FOLLOWUP_FIRST_DELAY_SECONDS")
@@ -81,7 +87,7 @@ class Settings(BaseModel):
     # --- AWS: secrets kept in Secrets Manager, read at run time (cached) when the value itself is not set ---
     yc_service_account_key_secret_arn: str | None = Field(default=None, alias="YC_SERVICE_ACCOUNT_KEY_SECRET_ARN")
     webhook_secret_arn: str | None = Field(default=None, alias="WEBHOOK_SECRET_ARN")
-    fanout_secret_arn: str | None = Field(default=None, alias="FANOUT_SECRET_ARN")
+    handoff_secret_arn: str | None = Field(default=None, alias="HANDOFF_SECRET_ARN")
     slack_signing_secret_arn: str | None = Field(default=None, alias="SLACK_SIGNING_SECRET_ARN")
     secrets_max_age_seconds: int = Field(default=300, ge=0, alias="SECRETS_MAX_AGE_SECONDS")
 
@@ -113,17 +119,19 @@ class Settings(BaseModel):
         "default_policy_name",
         "request_queue_url",
         "followup_queue_url",
+        "request_dlq_url",
+        "followup_dlq_url",
         "result_queue_url",
         "result_webhook_url",
         "result_webhook_secret",
         "webhook_secret",
         "slack_signing_secret",
-        "fanout_secret",
+        "handoff_secret",
         "slack_incoming_webhook_url",
         "yc_service_account_key_secret_arn",
         "webhook_secret_arn",
         "slack_signing_secret_arn",
-        "fanout_secret_arn",
+        "handoff_secret_arn",
         mode="before",
     )
     @classmethod
@@ -137,7 +145,7 @@ class Settings(BaseModel):
             ("yc_service_account_key", self.yc_service_account_key_secret_arn),
             ("webhook_secret", self.webhook_secret_arn),
             ("slack_signing_secret", self.slack_signing_secret_arn),
-            ("fanout_secret", self.fanout_secret_arn),
+            ("handoff_secret", self.handoff_secret_arn),
         )
         wanted = {name: arn for name, arn in pairs if arn and getattr(self, name) is None}
         if not wanted:

@@ -136,9 +136,11 @@ def start_local(
     os.environ["REQUEST_QUEUE_URL"] = local.queues["requests"]
     os.environ["FOLLOWUP_QUEUE_URL"] = local.queues["followups"]
     os.environ["RESULT_QUEUE_URL"] = local.queues["results"]
+    os.environ["REQUEST_DLQ_URL"] = local.dead_letter["requests"]
+    os.environ["FOLLOWUP_DLQ_URL"] = local.dead_letter["followups"]
     secret = os.environ.get("WEBHOOK_SECRET") or secrets.token_hex(16)
     os.environ["WEBHOOK_SECRET"] = secret
-    os.environ.setdefault("FANOUT_SECRET", secrets.token_hex(16))  # signs fan-out messages (backups.handoff)
+    os.environ.setdefault("HANDOFF_SECRET", secrets.token_hex(16))  # signs fan-out messages (backups.handoff)
     say(f"queues     {endpoint}  (requests, followups, results, each with a dead-letter queue)")
     return LocalSetup(local=local, sqs_server=sqs_server, emulator=emulator, secret=secret)
 

@@ -132,9 +132,26 @@ QUEUE_ADMIN_ID=$(get_or_create iam service-account -- "$QUEUE_ADMIN_SA_NAME" --d
   || warn "could not bind ymq.admin to $QUEUE_ADMIN_SA_NAME"
 
 # ----------------------------------------------------------------------------- 2. static key + Lockbox secret
-step "2/6 Lockbox secret $SECRET_NAME (static key for Message Queue, webhook and Slack secrets)"
+step "2/6 Lockbox secret $SECRET_NAME (static key for Message Queue, webhook, Slack and handoff secrets)"
+# HANDOFF_SECRET signs the messages the trigger function writes for itself (fan-out messages, request
+# redeliveries): only the function knows it, so it is always generated here, never taken from the environment.
+new_handoff_secret() { py -c 'import secrets; print(secrets.token_hex(32))'; }
 if SECRET_JSON=$(ycf lockbox secret get --name "$SECRET_NAME" 2>/dev/null); then
   echo "    reusing lockbox secret $SECRET_NAME (add a version to rotate: yc lockbox secret add-version)" >&2
+  # A secret from an earlier deploy may predate HANDOFF_SECRET: add it once, in a version based on the current one
+  # (its other entries are kept). The key list is in the version's metadata; the values are not read.
+  if ! py -c '
+import json, sys
+version = json.load(sys.stdin).get("current_version") or {}
+sys.exit("HANDOFF_SECRET" not in (version.get("payload_entry_keys") or []))' <<<"$SECRET_JSON"; then
+    echo "    adding HANDOFF_SECRET to lockbox secret $SECRET_NAME" >&2
+    HANDOFF_SECRET=$(new_handoff_secret) py -c '
+import json, os
+print(json.dumps([{"key": "HANDOFF_SECRET", "text_value": os.environ["HANDOFF_SECRET"]}]))' \
+      | ycf lockbox secret add-version --name "$SECRET_NAME" --description "yc-backup-runner: HANDOFF_SECRET" \
+          --payload - >/dev/null
+    SECRET_JSON=$(ycf lockbox secret get --name "$SECRET_NAME")
+  fi
 else
   echo "    creating a static access key for $SA_NAME and lockbox secret $SECRET_NAME" >&2
   KEY_JSON=$(ycf iam access-key create --service-account-id "$SA_ID" --description "yc-backup-runner: Message Queue")
@@ -147,8 +164,10 @@ else
     warn "SLACK_SIGNING_SECRET not set: stored a random placeholder, so /slack rejects every request until you add
   a version with the Slack app's signing secret"
   fi
+  HANDOFF_SECRET=$(new_handoff_secret)
   # The payload goes through stdin, never the command line (where other users could see it).
-  SECRET_JSON=$(KEY_JSON=$KEY_JSON WEBHOOK_SECRET=$WEBHOOK_SECRET SLACK_SIGNING_SECRET=$SLACK_SIGNING_SECRET py -c '
+  SECRET_JSON=$(KEY_JSON=$KEY_JSON WEBHOOK_SECRET=$WEBHOOK_SECRET SLACK_SIGNING_SECRET=$SLACK_SIGNING_SECRET \
+    HANDOFF_SECRET=$HANDOFF_SECRET py -c '
 import json, os
 key = json.loads(os.environ["KEY_JSON"])
 entries = {
@@ -156,6 +175,7 @@ entries = {
     "AWS_SECRET_ACCESS_KEY": key["secret"],
     "WEBHOOK_SECRET": os.environ["WEBHOOK_SECRET"],
     "SLACK_SIGNING_SECRET": os.environ["SLACK_SIGNING_SECRET"],
+    "HANDOFF_SECRET": os.environ["HANDOFF_SECRET"],
 }
 print(json.dumps([{"key": k, "text_value": v} for k, v in entries.items()]))' \
     | ycf lockbox secret create --name "$SECRET_NAME" --description "yc-backup-runner" --payload -)
@@ -194,16 +214,17 @@ print(json.dumps(attrs))' "$1" "$2" "$3" "${4:-}" "$MAX_RECEIVE_COUNT")
 queue_arn() { sqs get-queue-attributes --queue-url "$1" --attribute-names QueueArn | json Attributes.QueueArn; }
 
 RETAIN_DLQ=1209600  # 14 days: a DLQ keeps the original enqueue time, so it must outlive the source queue
-# dead_letter_queue NAME: creates it, prints its ARN (yrn:yc:ymq:ru-central1:<folder>:<name>)
-dead_letter_queue() {
-  local url
-  url=$(create_queue "$1" 30 "$RETAIN_DLQ")
-  queue_arn "$url"
-}
-REQUEST_DLQ_ARN=$(dead_letter_queue "$REQUEST_QUEUE-dlq")
-FOLLOWUP_DLQ_ARN=$(dead_letter_queue "$FOLLOWUP_QUEUE-dlq")
-RESULT_DLQ_ARN=$(dead_letter_queue "$RESULT_QUEUE-dlq")
-SCHEDULE_DLQ_ARN=$(dead_letter_queue "$SCHEDULE_DLQ")
+# dead_letter_queue NAME: creates it, prints its URL; queue_arn gives its ARN (yrn:yc:ymq:ru-central1:<folder>:<name>)
+dead_letter_queue() { create_queue "$1" 30 "$RETAIN_DLQ"; }
+# The functions send to the request and follow-up DLQs themselves (REQUEST_DLQ_URL, FOLLOWUP_DLQ_URL): a message
+# that keeps failing, or a poison one, is copied there at once instead of waiting out the redrive policy.
+# Sending needs ymq.writer, which the functions' service account holds on the folder (step 1).
+REQUEST_DLQ_URL=$(dead_letter_queue "$REQUEST_QUEUE-dlq")
+REQUEST_DLQ_ARN=$(queue_arn "$REQUEST_DLQ_URL")
+FOLLOWUP_DLQ_URL=$(dead_letter_queue "$FOLLOWUP_QUEUE-dlq")
+FOLLOWUP_DLQ_ARN=$(queue_arn "$FOLLOWUP_DLQ_URL")
+RESULT_DLQ_ARN=$(queue_arn "$(dead_letter_queue "$RESULT_QUEUE-dlq")")
+SCHEDULE_DLQ_ARN=$(queue_arn "$(dead_letter_queue "$SCHEDULE_DLQ")")
 # visibility >= 6 x the consuming function's timeout (+ batch cutoff), as on AWS (template.yaml)
 REQUEST_QUEUE_URL=$(create_queue "$REQUEST_QUEUE" 900 345600 "$REQUEST_DLQ_ARN")
 FOLLOWUP_QUEUE_URL=$(create_queue "$FOLLOWUP_QUEUE" 420 345600 "$FOLLOWUP_DLQ_ARN")
@@ -237,13 +258,19 @@ common_flags+=(
   --service-account-id "$SA_ID" --min-log-level "$MIN_LOG_LEVEL"
   --metadata-options aws-v1-http-endpoint=disabled
 )
+# Each function's own dead-letter queue, which it copies a message to after REDELIVERY_MAX_ATTEMPTS (or at once).
+trigger_flags=("${common_flags[@]}")
+while IFS= read -r line; do trigger_flags+=("$line"); done < <(env_flag REQUEST_DLQ_URL "$REQUEST_DLQ_URL")
+followup_flags=("${common_flags[@]}")
+while IFS= read -r line; do followup_flags+=("$line"); done < <(env_flag FOLLOWUP_DLQ_URL "$FOLLOWUP_DLQ_URL")
 ycf serverless function version create --function-name "$TRIGGER_FUNCTION" \
   --entrypoint app.trigger_handler --execution-timeout "$TRIGGER_TIMEOUT" --memory "$TRIGGER_MEMORY" \
-  "${common_flags[@]}" \
-  --secret "$(secret_flag WEBHOOK_SECRET)" --secret "$(secret_flag SLACK_SIGNING_SECRET)" >/dev/null
+  "${trigger_flags[@]}" \
+  --secret "$(secret_flag WEBHOOK_SECRET)" --secret "$(secret_flag SLACK_SIGNING_SECRET)" \
+  --secret "$(secret_flag HANDOFF_SECRET)" >/dev/null
 ycf serverless function version create --function-name "$FOLLOWUP_FUNCTION" \
   --entrypoint app.followup_handler --execution-timeout "$FOLLOWUP_TIMEOUT" --memory "$FOLLOWUP_MEMORY" \
-  "${common_flags[@]}" >/dev/null
+  "${followup_flags[@]}" >/dev/null
 
 # ----------------------------------------------------------------------------- 5. triggers
 step "5/6 triggers"

@@ -6,32 +6,40 @@
   own metadata with the ticket (backups.followup).
 - `FanoutMessage` (version 2): one planned target sent through REQUEST_QUEUE_URL by an invocation with more than
   FANOUT_THRESHOLD targets. It skips resolution, so it must not be forgeable: it carries an HMAC-SHA256 over its
-  canonical JSON under FANOUT_SECRET, a key only the function holds, and a message without a valid signature is
-  refused (a failed result, nothing started). Without FANOUT_SECRET the function does not fan out (it executes
+  canonical JSON under HANDOFF_SECRET, a key only the function holds, and a message without a valid signature is
+  refused (a failed result, nothing started). Without HANDOFF_SECRET the function does not fan out (it executes
   inline) and accepts no fan-out message. Version 1 messages (unsigned) are refused.
+- `Redelivery`: a request-queue message the function sends back to its own queue on Yandex (whole-batch
+  redelivery would repeat its healthy neighbours), signed the same way, with the original trigger's identity
+  and an attempt count.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import Field, ValidationError, model_validator
 
-from backups.models import ID_PATTERN, CamelModel, ReplyTarget
+from backups.models import ID_PATTERN, CamelModel, ReplyTarget, TriggerInfo
 from backups.ports import MessageQueue
 from backups.target import BackupTarget, Planned, Started
 from jsontext import NotAJsonObject, parse_json_object
+from security.hmac_v1 import sign
 from settings import Settings
 
 TICKET_VERSION = 2
-FANOUT_VERSION = 2
-MAX_TICKET_BYTES = 256 * 1024  # the smaller of the two queues' message limits (Message Queue: 256 KiB)
+# The largest message each platform's queue delivers: one message is read up to this, and refused alone past it.
+QUEUE_BODY_LIMITS = {"aws": 1024 * 1024, "yandex": 256 * 1024}  # Amazon SQS 1 MiB, Yandex Message Queue 256 KiB
+MAX_TICKET_BYTES = QUEUE_BODY_LIMITS["yandex"]  # a ticket must fit both queues
 _ID = re.compile(ID_PATTERN)
+
+
+S = TypeVar("S", bound="_Signed")
 
 
 class ProgressSample(CamelModel):
@@ -53,6 +61,7 @@ class FollowupTicket(CamelModel):
     progress: list[ProgressSample] = Field(default_factory=list, max_length=32)  # for the finish estimate
     reply_to: ReplyTarget | None = None
     last_reported_percent: float | None = None
+    redeliveries: int = Field(default=0, ge=0)  # sent back by the function after a failed check (Yandex batches)
 
     @model_validator(mode="after")
     def _target_is_started(self) -> FollowupTicket:
@@ -140,25 +149,36 @@ def send_tickets(started: list[Started], settings: Settings, queue: MessageQueue
 # --- fan-out ---------------------------------------------------------------------------------------------
 
 
-class FanoutMessage(CamelModel):
-    """One planned target, executed by another invocation. `signature` proves the function wrote it."""
+class _Signed(CamelModel):
+    """A message the function writes for itself, signed with HANDOFF_SECRET over its canonical JSON (every field
+    but the signature), `v1=<hex HMAC-SHA256(key, "<purpose>.<canonical JSON>")>` (security.hmac_v1)."""
 
-    kind: Literal["fanout"] = "fanout"
-    version: Literal[2] = 2
-    target: BackupTarget
-    apply_first: bool = False
-    reply_to: ReplyTarget | None = None
+    purpose: ClassVar[str]
     signature: str = ""
 
     def _canonical(self) -> bytes:
         data = self.model_dump(by_alias=True, exclude_none=True, mode="json", exclude={"signature"})
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
-    def signed(self, key: str) -> FanoutMessage:
-        return self.model_copy(update={"signature": "v1=" + _hmac(key, self._canonical())})
+    def signed(self, key: str) -> Self:
+        return self.model_copy(update={"signature": sign(key, self.purpose, self._canonical())})
 
     def verify(self, key: str) -> bool:
-        return hmac.compare_digest(self.signature, "v1=" + _hmac(key, self._canonical()))
+        return hmac.compare_digest(self.signature.encode(), sign(key, self.purpose, self._canonical()).encode())
+
+    def body(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
+class FanoutMessage(_Signed):
+    """One planned target, executed by another invocation. `signature` proves the function wrote it."""
+
+    purpose: ClassVar[str] = "fanout"
+    kind: Literal["fanout"] = "fanout"
+    version: Literal[2] = 2
+    target: BackupTarget
+    apply_first: bool = False
+    reply_to: ReplyTarget | None = None
 
     def planned(self) -> Planned:
         return Planned(target=self.target, apply_first=self.apply_first)
@@ -168,33 +188,78 @@ class ForgedFanout(ValueError):
     """A fan-out message this function did not write (or cannot read). The text is safe to show."""
 
 
-def _hmac(key: str, message: bytes) -> str:
-    return hmac.new(key.encode(), b"fanout." + message, hashlib.sha256).hexdigest()
+class Redelivery(_Signed):
+    """A request-queue message sent back by the function itself (Yandex batches have no per-message failure: one
+    failing message would bring its whole batch back). It keeps the original trigger's identity, so the keys are
+    those of the first delivery, and counts the attempts, so it ends: after REDELIVERY_MAX_ATTEMPTS a failed
+    result and a copy in REQUEST_DLQ_URL."""
+
+    purpose: ClassVar[str] = "redelivery"
+    kind: Literal["redelivery"] = "redelivery"
+    version: Literal[1] = 1
+    trigger_id: str = Field(min_length=1, max_length=256)
+    source: str = Field(min_length=1, max_length=64)
+    attempt: int = Field(ge=1, le=100)
+    request: str = Field(max_length=QUEUE_BODY_LIMITS["yandex"])  # the original body, as it came
 
 
-def fanout_key(settings: Settings) -> str | None:
-    secret = settings.fanout_secret
+def handoff_key(settings: Settings) -> str | None:
+    secret = settings.handoff_secret
     return secret.get_secret_value() if secret is not None else None
 
 
 def fanout_bodies(planned: list[Planned], key: str, reply_to: ReplyTarget | None) -> list[str]:
     return [
-        FanoutMessage(target=p.target, apply_first=p.apply_first, reply_to=reply_to)
-        .signed(key)
-        .model_dump_json(by_alias=True, exclude_none=True)
-        for p in planned
+        FanoutMessage(target=p.target, apply_first=p.apply_first, reply_to=reply_to).signed(key).body() for p in planned
     ]
 
 
-def read_fanout(data: dict[str, Any], settings: Settings) -> FanoutMessage:
-    """A fan-out message read from the request queue, believed only when its signature verifies."""
-    key = fanout_key(settings)
+def read_signed(kind: type[S], data: dict[str, Any], settings: Settings) -> S:
+    """A fan-out or redelivery message read from the request queue, believed only when its signature verifies.
+    Raises ForgedFanout (a message that says what is wrong, never what the message claims)."""
+    what = {"fanout": "fan-out message", "redelivery": "redelivery message"}[kind.purpose]
+    key = handoff_key(settings)
     if key is None:
-        raise ForgedFanout("fan-out messages are refused: FANOUT_SECRET is not set")
+        raise ForgedFanout(f"{what}s are refused: HANDOFF_SECRET is not set")
     try:
-        message = FanoutMessage.model_validate(data)
+        message = kind.model_validate(data)
     except ValidationError as exc:
-        raise ForgedFanout(f"invalid fan-out message: {_errors(exc, 'message')}") from None
+        raise ForgedFanout(f"invalid {what}: {_errors(exc, 'message')}") from None
     if not message.verify(key):
-        raise ForgedFanout("fan-out message refused: its signature does not verify (it was not written here)")
+        raise ForgedFanout(f"{what} refused: its signature does not verify (it was not written here)")
     return message
+
+
+def read_fanout(data: dict[str, Any], settings: Settings) -> FanoutMessage:
+    return read_signed(FanoutMessage, data, settings)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What one request-queue message asks for: its body, and whose trigger it is (the original trigger for a
+    message the function sent back), and how many times it was sent back."""
+
+    body: str
+    trigger: TriggerInfo
+    attempt: int = 0
+
+    def again(self, key: str) -> Redelivery:
+        return Redelivery(
+            trigger_id=self.trigger.trigger_id, source=self.trigger.source, attempt=self.attempt + 1, request=self.body
+        ).signed(key)
+
+
+def read_delivery(body: str, carrier: TriggerInfo, settings: Settings) -> Delivery:
+    """Unwrap a signed `Redelivery`; anything else is its own delivery (a forged wrapper too: run_request refuses
+    it, with a failed result that names the carrier)."""
+    try:
+        data = parse_json_object(body, "the message body")
+    except NotAJsonObject:
+        return Delivery(body, carrier)
+    if data.get("kind") != "redelivery":
+        return Delivery(body, carrier)
+    try:
+        message = read_signed(Redelivery, data, settings)
+    except ForgedFanout:
+        return Delivery(body, carrier)
+    return Delivery(message.request, TriggerInfo(source=message.source, trigger_id=message.trigger_id), message.attempt)

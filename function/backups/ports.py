@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from backups.models import ResultEvent
-    from ycloud.models import Instance, InstancePage, Operation, Policy, PolicyApplication
+    from ycloud.models import BackupResource, Instance, InstancePage, Operation, Policy, PolicyApplication
 
 
 class Clock(Protocol):
@@ -52,6 +52,12 @@ class ComputeApi(Protocol):
     ) -> InstancePage: ...
 
 
+class BackupResourcesApi(Protocol):
+    def get(self, compute_instance_id: str) -> BackupResource: ...
+
+    def list(self, folder_id: str, *, page_size: int | None = None) -> Iterator[BackupResource]: ...
+
+
 class OperationsApi(Protocol):
     def get(self, operation_id: str) -> Operation: ...
 
@@ -59,6 +65,9 @@ class OperationsApi(Protocol):
 class CloudApi(Protocol):
     @property
     def backup_policies(self) -> BackupPoliciesApi: ...
+
+    @property
+    def backup_resources(self) -> BackupResourcesApi: ...
 
     @property
     def compute(self) -> ComputeApi: ...

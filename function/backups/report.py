@@ -117,6 +117,7 @@ def _planned(p: Planned) -> dict[str, Any]:
         _where(t)
         | _present(policyId=t.policy_id, policyName=t.policy_name)
         | {"applyFirst": p.apply_first, "idempotencyKey": t.idempotency_key}
+        | ({"wouldFail": p.would_fail.to_json_dict()} if p.would_fail else {})
     )
 
 

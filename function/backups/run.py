@@ -18,9 +18,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from backups import preflight
 from backups.errors import TRANSIENT, HandOffFailed, RedeliveryRequested, RequestInvalid, StartError
 from backups.events import failed_start_event
-from backups.handoff import FanoutMessage, ForgedFanout, fanout_bodies, fanout_key, read_fanout, send_tickets
+from backups.handoff import (
+    FanoutMessage,
+    ForgedFanout,
+    Redelivery,
+    fanout_bodies,
+    handoff_key,
+    read_fanout,
+    read_signed,
+    send_tickets,
+)
 from backups.models import ReplyTarget, ResultError, TriggerInfo
 from backups.ports import Clock, CloudApi, MessageQueue, QueueError, ResultSink, SystemClock
 from backups.report import StartReport
@@ -100,10 +110,14 @@ def start_backups(
     if check is not None:
         for p in planned:
             check(p.target)
-    if dry_run or not planned:
+    if dry_run:
+        flagged = iter(preflight.flag(planned, cloud))
+        report.outcomes = [next(flagged) if isinstance(o, Planned) else o for o in outcomes]
+        return report
+    if not planned:
         return report
 
-    key = fanout_key(settings)
+    key = handoff_key(settings)
     if not isinstance(request, FanoutMessage) and len(planned) > settings.fanout_threshold:
         if settings.request_queue_url and queue is not None and key is not None:
             try:
@@ -116,7 +130,7 @@ def start_backups(
             log.info("fanned out", extra=_ids(trigger) | {"targets": len(planned)})
             return report
         log.warning(
-            "more targets than FANOUT_THRESHOLD but no REQUEST_QUEUE_URL or FANOUT_SECRET: executing inline",
+            "more targets than FANOUT_THRESHOLD but no REQUEST_QUEUE_URL or HANDOFF_SECRET: executing inline",
             extra=_ids(trigger) | {"targets": len(planned), "threshold": settings.fanout_threshold},
         )
 
@@ -185,6 +199,13 @@ def run_request(
                 request = read_fanout(data, settings)
             except ForgedFanout as exc:
                 raise RequestInvalid(str(exc)) from None
+        elif data.get("kind") == "redelivery" and from_request_queue:
+            # handlers unwrap the redeliveries that verify (backups.handoff.read_delivery): this one did not
+            try:
+                read_signed(Redelivery, data, settings)
+            except ForgedFanout as exc:
+                raise RequestInvalid(str(exc)) from None
+            raise RequestInvalid("a redelivery message may not carry another one")
         else:
             request = build_request(data, settings)
         report = start_backups(

@@ -113,6 +113,7 @@ class Planned(_OfTarget):
     outcome: Literal["planned"] = "planned"
     target: BackupTarget
     apply_first: bool = False  # the policy is not applied yet and the request said applyIfMissing
+    would_fail: ResultError | None = None  # a dry run's preflight: what would make Execute fail (backups.preflight)
 
 
 class Started(_OfTarget):

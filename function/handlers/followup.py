@@ -12,9 +12,10 @@ from typing import Any
 
 from adapters.sinks import check_sink_settings
 from backups.followup import follow, refuse_ticket
-from backups.handoff import MAX_TICKET_BYTES, MalformedTicket, parse_ticket
+from backups.handoff import QUEUE_BODY_LIMITS, FollowupTicket, MalformedTicket, parse_ticket
 from backups.models import TriggerInfo
-from handlers.batch import queue_reply
+from backups.run import Ports
+from handlers.batch import dead_letter, queue_reply, send_back_ticket, settles_itself
 from handlers.deps import Deps
 from metrics import MetricsRecorder
 from observability import get_logger
@@ -28,8 +29,8 @@ def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
     log = get_logger()
     log.clear_state()  # keys appended by the previous (warm) invocation must not label this one's lines
     try:
-        # Tickets may be larger than a request (progress samples, a reply target): allow the queue's own limit.
-        invocation = parse_event(event, context, max_body_bytes=MAX_TICKET_BYTES)
+        # Each message is read up to the largest a queue delivers; parse_ticket then refuses an oversized one alone.
+        invocation = parse_event(event, context, max_body_bytes=max(QUEUE_BODY_LIMITS.values()))
     except TriggerError as exc:
         log.error("event refused", extra={"code": exc.code, "error": str(exc)})
         return refused_event_reply(exc)
@@ -43,60 +44,72 @@ def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
     check_sink_settings(deps.settings)  # raises: the tickets come back, then dead-letter; nothing is dropped
     with deps.recording(invocation.platform, context) as metrics:
         failed = _follow_all(invocation, context, deps, metrics)
-        metrics.count("redeliveries", len(failed))
     return queue_reply(invocation, failed)
 
 
 def _follow_all(invocation: Invocation, context: Any, deps: Deps, metrics: MetricsRecorder) -> list[str]:
-    """Check every ticket of the batch; the ids of the messages that must come back."""
+    """Check every ticket of the batch; the ids of the messages that must come back (handlers.batch: on Yandex
+    the function sends them back itself, so a failing ticket never repeats its neighbours)."""
     log = get_logger()
-    cloud = deps.cloud(context)
+    ports = deps.ports(context)
+    yandex = settles_itself(invocation)
     failed: list[str] = []
     for message in invocation.messages:
+        message_id = message.message_id or ""
         try:
             ticket = parse_ticket(message.body_text)
         except MalformedTicket as exc:
             if exc.is_ticket:
-                log.error("ticket refused", extra={"messageId": message.message_id, "error": str(exc)})
-                carrier = TriggerInfo(source=invocation.source, trigger_id=message.message_id or message.trigger_id)
+                log.error("ticket refused", extra={"messageId": message_id, "error": str(exc)})
+                carrier = TriggerInfo(source=invocation.source, trigger_id=message_id or message.trigger_id)
                 emitted = refuse_ticket(
                     str(exc), carrier, sinks=deps.sinks(None), settings=deps.settings, clock=deps.clock, metrics=metrics
                 )
                 if not emitted.ok:
-                    failed.append(message.message_id or "")
+                    failed.append(message_id)
                 continue
-            log.error(
-                "poison message: not a follow-up ticket", extra={"messageId": message.message_id, "error": str(exc)}
-            )
-            failed.append(message.message_id or "")
+            log.error("poison message: not a follow-up ticket", extra={"messageId": message_id, "error": str(exc)})
+            dlq = deps.settings.followup_dlq_url
+            if not (yandex and dead_letter(message.body_text, dlq, ports, why="not a follow-up ticket")):
+                failed.append(message_id)
             continue
         log.append_keys(correlation_id=ticket.target.trigger.correlation_id or ticket.target.trigger.trigger_id)
-        try:
-            outcome = follow(
-                ticket,
-                cloud=cloud,
-                queue=deps.queue,
-                settings=deps.settings,
-                clock=deps.clock,
-                sinks=deps.sinks(ticket.reply_to),
-                metrics=metrics,
-            )
-        except Exception as exc:
-            # A configuration gap (no FOLLOWUP_QUEUE_URL) or a bug: keep the ticket, let the queue bring it back
-            # (and, if it keeps failing, move it to the dead-letter queue), and say so in the log.
-            log.exception("ticket not checked", extra={"messageId": message.message_id, "error": type(exc).__name__})
-            failed.append(message.message_id or "")
-            continue
-        log.info(
-            "ticket checked",
-            extra={
-                "operationId": ticket.operation_id,
-                "action": outcome.action,
-                "delaySeconds": outcome.delay_seconds,
-                "reason": outcome.reason,
-                "attempt": outcome.ticket.attempt,
-            },
-        )
-        if outcome.needs_redelivery:
-            failed.append(message.message_id or "")
+        checked = _check(ticket, message_id, ports, deps, metrics)
+        if checked is not None:
+            metrics.count("redeliveries")
+            if not (yandex and send_back_ticket(checked, ports)):
+                failed.append(message_id)
     return failed
+
+
+def _check(
+    ticket: FollowupTicket, message_id: str, ports: Ports, deps: Deps, metrics: MetricsRecorder
+) -> FollowupTicket | None:
+    """Check one ticket; the ticket to check again when it must come back, else None."""
+    log = get_logger()
+    try:
+        outcome = follow(
+            ticket,
+            cloud=ports.cloud,
+            queue=deps.queue,
+            settings=deps.settings,
+            clock=deps.clock,
+            sinks=deps.sinks(ticket.reply_to),
+            metrics=metrics,
+        )
+    except Exception as exc:
+        # A configuration gap (no FOLLOWUP_QUEUE_URL) or a bug: keep the ticket, let the queue bring it back
+        # (and, if it keeps failing, move it to the dead-letter queue), and say so in the log.
+        log.exception("ticket not checked", extra={"messageId": message_id, "error": type(exc).__name__})
+        return ticket
+    log.info(
+        "ticket checked",
+        extra={
+            "operationId": ticket.operation_id,
+            "action": outcome.action,
+            "delaySeconds": outcome.delay_seconds,
+            "reason": outcome.reason,
+            "attempt": outcome.ticket.attempt,
+        },
+    )
+    return outcome.ticket if outcome.needs_redelivery else None

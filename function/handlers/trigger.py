@@ -18,10 +18,11 @@ from typing import Any
 
 from adapters.sinks import SinkConfigError, check_sink_settings
 from backups.errors import TRANSIENT, RedeliveryRequested, StartError
+from backups.handoff import QUEUE_BODY_LIMITS, read_delivery
 from backups.models import TriggerInfo
 from backups.resolve import Resolver
 from backups.run import run_request
-from handlers.batch import queue_reply
+from handlers.batch import queue_reply, send_back_request, settles_itself
 from handlers.deps import Deps
 from handlers.http import handle_http
 from metrics import MetricsRecorder
@@ -29,7 +30,7 @@ from observability import get_logger
 from triggers.detect import parse_event
 from triggers.http import error_reply, json_reply
 from triggers.model import BodyTooLarge, InboundMessage, Invocation, TriggerError
-from triggers.queue import QUEUE_MAX_BODY_BYTES, refused_event_reply
+from triggers.queue import refused_event_reply
 
 
 def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
@@ -62,9 +63,9 @@ def _parse(event: Any, context: Any, deps: Deps) -> Invocation:
         return parse_event(event, context, max_body_bytes=deps.settings.max_body_bytes)
     except BodyTooLarge:
         # One oversized message must not refuse a whole queue batch: the platform would delete its siblings
-        # unprocessed (no backup, no result). Read the batch with the queue's own limit instead; the domain
-        # then refuses that message alone, with a failed result, like any other unreadable body.
-        invocation = parse_event(event, context, max_body_bytes=QUEUE_MAX_BODY_BYTES)
+        # unprocessed (no backup, no result). Read the batch up to the largest a queue delivers (Amazon SQS:
+        # 1 MiB); the domain then refuses that message alone (MAX_BODY_BYTES), with a failed result.
+        invocation = parse_event(event, context, max_body_bytes=max(QUEUE_BODY_LIMITS.values()))
         if invocation.kind != "queue":
             raise
         return invocation
@@ -104,26 +105,22 @@ def _handle_queue(invocation: Invocation, context: Any, deps: Deps, metrics: Met
     resolver = Resolver(ports.cloud, deps.settings, deps.clock)  # one set of listing caches for the whole batch
     failed: list[str] = []
     for message in invocation.messages:
+        delivery = read_delivery(message.body_text, _trigger(invocation, message), deps.settings)
         try:
-            report = run_request(
-                message.body_text,
-                _trigger(invocation, message),
-                ports,
-                from_request_queue=True,
-                resolver=resolver,
-            )
+            report = run_request(delivery.body, delivery.trigger, ports, from_request_queue=True, resolver=resolver)
+            comes_back = report.needs_redelivery
+            log.info("message done", extra={"messageId": message.message_id, **report.counts()})
         except (*TRANSIENT, RedeliveryRequested) as exc:
-            log.warning("message will be redelivered", extra={"messageId": message.message_id, "error": str(exc)})
-            failed.append(message.message_id or "")
-            continue
+            log.warning("message must come back", extra={"messageId": message.message_id, "error": str(exc)})
+            comes_back = True
         except StartError as exc:
             # Permanent: its failed result is out; redelivering would fail the same way.
             log.error(
                 "request refused", extra={"messageId": message.message_id, "code": exc.code, "error": exc.message}
             )
             continue
-        if report.needs_redelivery:
-            failed.append(message.message_id or "")
-        log.info("message done", extra={"messageId": message.message_id, **report.counts()})
-    metrics.count("redeliveries", len(failed))
+        if comes_back:
+            metrics.count("redeliveries")
+            if not (settles_itself(invocation) and send_back_request(delivery, ports)):
+                failed.append(message.message_id or "")
     return queue_reply(invocation, failed)

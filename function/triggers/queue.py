@@ -18,8 +18,6 @@ from typing import Any
 
 from triggers.model import Invocation, TriggerError
 
-QUEUE_MAX_BODY_BYTES = 256 * 1024  # the Yandex Message Queue message size limit (Amazon SQS: 1 MiB)
-
 
 def batch_failure_reply(invocation: Invocation, failed_message_ids: Iterable[str]) -> dict[str, Any] | None:
     """The queue's batch reply for these failed message ids (see the module docstring).

@@ -506,8 +506,10 @@ def run_round(
         "REQUEST_QUEUE_URL": requests.queues["requests"],
         "FOLLOWUP_QUEUE_URL": requests.queues["followups"],
         "RESULT_QUEUE_URL": requests.queues["results"],
+        "REQUEST_DLQ_URL": requests.dead_letter["requests"],
+        "FOLLOWUP_DLQ_URL": requests.dead_letter["followups"],
         "FANOUT_THRESHOLD": str(cfg.fanout_threshold),
-        "FANOUT_SECRET": "chaos-fanout-key",
+        "HANDOFF_SECRET": "chaos-fanout-key",
         "EXECUTE_CONCURRENCY": "8",
         "YC_MAX_RETRIES": "5",  # the default: most faults are retried away, the rest make redeliveries
         "FOLLOWUP_FIRST_DELAY_SECONDS": "1",

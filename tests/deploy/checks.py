@@ -33,7 +33,7 @@ HTTP_FUNCTION = "TriggerFunction"
 # Environment variables the AWS template sets that are not (yet) Settings fields: the secret ARNs the function
 # resolves with powertools' parameters utility, and powertools' own configuration.
 SECRET_ARN_VARIABLES = frozenset(
-    {"YC_SERVICE_ACCOUNT_KEY_SECRET_ARN", "WEBHOOK_SECRET_ARN", "SLACK_SIGNING_SECRET_ARN"}
+    {"YC_SERVICE_ACCOUNT_KEY_SECRET_ARN", "WEBHOOK_SECRET_ARN", "SLACK_SIGNING_SECRET_ARN", "HANDOFF_SECRET_ARN"}
 )
 PLATFORM_VARIABLES = frozenset({"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL", "POWERTOOLS_PARAMETERS_MAX_AGE"})
 
@@ -437,6 +437,36 @@ def check_secret_access(template: dict[str, Any]) -> list[str]:
     return problems
 
 
+# The function that writes (and reads back) signed messages of its own: fan-out messages, request redeliveries.
+HANDOFF_FUNCTION = "TriggerFunction"
+
+
+def check_handoff_secret(template: dict[str, Any]) -> list[str]:
+    """HANDOFF_SECRET_ARN reaches the function that signs its own messages, names a secret this stack generates
+    (nobody has to set it, nobody else knows it), and no other function gets it. Readability is check_secret_access.
+    Without it the function silently never fans out and Yandex batches fall back to whole-batch redelivery."""
+    problems = []
+    secrets = resources(template, "AWS::SecretsManager::Secret")
+    for fname, variables in sorted(environment_variables(template).items()):
+        value = variables.get("HANDOFF_SECRET_ARN")
+        if fname != HANDOFF_FUNCTION:
+            if value is not None:
+                problems.append(f"{fname}: HANDOFF_SECRET_ARN is only for {HANDOFF_FUNCTION}")
+            continue
+        target = _ref_target(value)
+        if value is None:
+            problems.append(f"{fname}: HANDOFF_SECRET_ARN is not set (the function would never fan out)")
+        elif target not in secrets:
+            problems.append(f"{fname}: HANDOFF_SECRET_ARN must be !Ref of a secret of this template")
+        else:
+            secret = secrets[target]
+            if "GenerateSecretString" not in secret.get("Properties", {}):
+                problems.append(f"{target}: the handoff secret must be generated (GenerateSecretString)")
+            if "Condition" in secret:
+                problems.append(f"{target}: the handoff secret must always exist (no Condition)")
+    return problems
+
+
 # ----------------------------------------------------------------------------------------------- alerting
 CW_ALARM = "AWS::CloudWatch::Alarm"
 SNS_TOPIC = "AWS::SNS::Topic"
@@ -507,6 +537,7 @@ ALL_SOURCE_CHECKS = (
     check_handlers,
     check_environment,
     check_secret_access,
+    check_handoff_secret,
     check_dlq_alarms,
     check_alarm_actions,
 )

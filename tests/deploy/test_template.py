@@ -113,6 +113,10 @@ def test_environment_names_queues_and_secret_arns(translated: dict[str, Any]) ->
     assert set(trigger) >= checks.SECRET_ARN_VARIABLES
     assert "YC_SERVICE_ACCOUNT_KEY_SECRET_ARN" in followup
     assert "WEBHOOK_SECRET_ARN" not in followup and "SLACK_SIGNING_SECRET_ARN" not in followup
+    assert trigger["HANDOFF_SECRET_ARN"] == {"Ref": "HandoffSecret"}
+    assert "HANDOFF_SECRET_ARN" not in followup  # the follow-up signs nothing: tickets are checked against the cloud
+    # Yandex-only settings: on AWS a failing message is reported in batchItemFailures and SQS redrives it
+    assert not {"REQUEST_DLQ_URL", "FOLLOWUP_DLQ_URL"} & (set(trigger) | set(followup))
 
 
 # ------------------------------------------------------------------------------------------- custom rules, positive
@@ -146,6 +150,21 @@ def test_environment_variables_are_read_by_the_function(template: dict[str, Any]
 
 def test_secret_arn_variables_are_readable_by_the_role(template: dict[str, Any]) -> None:
     assert checks.check_secret_access(template) == []
+
+
+def test_handoff_secret_is_generated_and_wired(template: dict[str, Any], translated: dict[str, Any]) -> None:
+    assert checks.check_handoff_secret(template) == []
+    secret = translated["Resources"]["HandoffSecret"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
+    assert "HandoffSecret" not in template["Parameters"]  # nothing to set: the stack makes it
+    readers = [
+        owner
+        for owner, statement in checks.iam_statements(translated)
+        if "secretsmanager:GetSecretValue" in statement.get("Action", [])
+        and {"Ref": "HandoffSecret"} in checks._as_list(statement.get("Resource"))
+    ]
+    assert readers == ["TriggerFunctionRole"]
 
 
 def test_handlers_exist_in_app_module(template: dict[str, Any]) -> None:
@@ -247,9 +266,57 @@ def test_secret_variable_without_grant_is_caught(template: dict[str, Any]) -> No
     statements = broken["Resources"]["TriggerFunctionRole"]["Properties"]["Policies"][1]["PolicyDocument"]["Statement"]
     statements[0]["Resource"] = statements[0]["Resource"][:1]
     assert checks.check_secret_access(broken) == [
+        "TriggerFunction: HANDOFF_SECRET_ARN is not readable by the function's role",
         "TriggerFunction: SLACK_SIGNING_SECRET_ARN is not readable by the function's role",
         "TriggerFunction: WEBHOOK_SECRET_ARN is not readable by the function's role",
     ]
+
+
+def test_handoff_secret_without_grant_is_caught(template: dict[str, Any]) -> None:
+    broken = mutated(template)
+    statements = broken["Resources"]["TriggerFunctionRole"]["Properties"]["Policies"][1]["PolicyDocument"]["Statement"]
+    statements[0]["Resource"].remove({"Ref": "HandoffSecret"})
+    assert checks.check_secret_access(broken) == [
+        "TriggerFunction: HANDOFF_SECRET_ARN is not readable by the function's role"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda t: t["Resources"]["TriggerFunction"]["Properties"]["Environment"]["Variables"].pop(
+                "HANDOFF_SECRET_ARN"
+            ),
+            "TriggerFunction: HANDOFF_SECRET_ARN is not set",
+        ),
+        (
+            lambda t: t["Resources"]["TriggerFunction"]["Properties"]["Environment"]["Variables"].update(
+                HANDOFF_SECRET_ARN="arn:aws:secretsmanager:us-east-1:123456789012:secret:x"
+            ),
+            "must be !Ref of a secret of this template",
+        ),
+        (
+            lambda t: t["Resources"]["HandoffSecret"]["Properties"].pop("GenerateSecretString"),
+            "HandoffSecret: the handoff secret must be generated",
+        ),
+        (
+            lambda t: t["Resources"]["HandoffSecret"].update(Condition="CreateWebhookSecret"),
+            "HandoffSecret: the handoff secret must always exist",
+        ),
+        (
+            lambda t: t["Globals"]["Function"]["Environment"]["Variables"].update(
+                HANDOFF_SECRET_ARN={"Ref": "HandoffSecret"}
+            ),
+            "FollowUpFunction: HANDOFF_SECRET_ARN is only for TriggerFunction",
+        ),
+    ],
+)
+def test_broken_handoff_secret_wiring_is_caught(template: dict[str, Any], change: Any, expected: str) -> None:
+    broken = mutated(template)
+    change(broken)
+    problems = checks.check_handoff_secret(broken)
+    assert any(p.startswith(expected) or expected in p for p in problems), problems
 
 
 def test_handler_checks_parse_the_module(tmp_path: Any, template: dict[str, Any]) -> None:

@@ -102,13 +102,25 @@ if tool == "aws":
 if argv[:3] == ["config", "get", "folder-id"]:
     print("{folder}")
     sys.exit(0)
-verbs = ("get", "create", "update", "delete", "add-access-binding")
+verbs = ("get", "create", "update", "delete", "add-access-binding", "add-version")
 verb = next((w for w in words if w in verbs), None)
 kind = "-".join(words[: words.index(verb)]) if verb else "?"
 name = flag("--name") or flag("--function-name") or "?"
 key = state / (kind + "--" + name)
 resource = {{"id": kind.split("-")[-1] + "-" + name, "name": name, "current_version": {{"id": "ver-" + name}},
             "domain": "d5dtest.apigw.yandexcloud.net"}}
+if kind == "lockbox-secret":  # the entry keys of the current version are kept, as Lockbox shows them
+    saved = json.loads(key.read_text() or "{{}}") if key.exists() else None
+    if verb == "create" or (verb == "add-version" and saved is not None):
+        added = [e["key"] for e in json.loads(stdin or "[]")]
+        saved = {{"keys": sorted(set((saved or {{}}).get("keys", [])) | set(added)),
+                  "versions": (saved or {{}}).get("versions", 0) + 1}}
+        key.write_text(json.dumps(saved))
+    if saved is not None and saved.get("versions"):
+        suffix = "" if saved["versions"] == 1 else "-" + str(saved["versions"])
+        resource["current_version"] = {{"id": "ver-" + name + suffix, "payload_entry_keys": saved["keys"]}}
+    if verb == "add-version":
+        out(resource["current_version"])
 if kind == "iam-access-key" and verb == "create":
     out({{"access_key": {{"id": "ajekey", "key_id": "YCAJEKEYID"}}, "secret": "YCsecret"}})
 if verb == "get":
@@ -116,7 +128,7 @@ if verb == "get":
         out(resource)
     sys.stderr.write("ERROR: not found\n")
     sys.exit(1)
-if verb == "create" and kind not in ("serverless-function-version",):
+if verb == "create" and kind not in ("serverless-function-version",) and not key.exists():
     key.touch()
 if verb in ("create", "update"):
     out(resource)
@@ -287,6 +299,7 @@ def test_roles_and_secret(deployed: dict[str, Any]) -> None:
     assert payload["AWS_ACCESS_KEY_ID"] == "YCAJEKEYID" and payload["AWS_SECRET_ACCESS_KEY"] == "YCsecret"
     assert payload["SLACK_SIGNING_SECRET"] == "slack-signing-secret"
     assert len(payload["WEBHOOK_SECRET"]) >= 32  # generated
+    assert len(payload["HANDOFF_SECRET"]) >= 64 and payload["HANDOFF_SECRET"] != payload["WEBHOOK_SECRET"]
     assert all("YCsecret" not in arg for c in recorded for arg in c["argv"]), "a secret leaked into argv"
 
 
@@ -333,6 +346,11 @@ def test_function_versions(deployed: dict[str, Any]) -> None:
         assert environment["AWS_ENDPOINT_URL_SQS"] == "https://message-queue.api.cloud.yandex.net"
         assert environment["METRICS_ENABLED"] == "true"
         assert environment["METRICS_NAMESPACE"] == "yc-backup-runner"
+        # each function copies what it gives up on to its own DLQ (Yandex batches settle per message)
+        own, other = ("REQUEST", "FOLLOWUP") if version is trigger else ("FOLLOWUP", "REQUEST")
+        queue = "backup-requests" if version is trigger else "backup-followups"
+        assert environment[f"{own}_DLQ_URL"] == f"https://message-queue.api.cloud.yandex.net/b1gcloud/dj6/{queue}-dlq"
+        assert f"{other}_DLQ_URL" not in environment
     secret_vars = {
         name: {s.split(",")[0].split("=", 1)[1] for s in version["--secret"]} for name, version in versions.items()
     }
@@ -341,8 +359,11 @@ def test_function_versions(deployed: dict[str, Any]) -> None:
         "AWS_SECRET_ACCESS_KEY",
         "WEBHOOK_SECRET",
         "SLACK_SIGNING_SECRET",
+        "HANDOFF_SECRET",  # signs its fan-out messages and redeliveries; the follow-up signs nothing
     }
     assert secret_vars["backup-followup"] == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    handoff = next(s for s in trigger["--secret"] if s.startswith("environment-variable=HANDOFF_SECRET,"))
+    assert handoff.endswith(",key=HANDOFF_SECRET")
     assert all("version-id=ver-backup-runner-secrets" in s for s in trigger["--secret"])
 
 
@@ -394,8 +415,42 @@ def test_second_run_reuses_resources(fake_clis: dict[str, Any]) -> None:
         "yc serverless function version create backup-followup",
     ]
     assert creates.count("yc iam access-key create") == 1  # no new key for the function's secret
+    assert not any("add-version" in c for c in second)  # HANDOFF_SECRET is kept, not regenerated
     assert "yc serverless api-gateway update backup-runner" in second
     assert second[-1] == "yc iam access-key delete ajekey"
+
+
+def test_handoff_secret_is_generated_not_taken_from_the_environment(fake_clis: dict[str, Any]) -> None:
+    assert run_deploy(fake_clis, HANDOFF_SECRET="known-to-the-caller").returncode == 0
+    create = next(c for c in calls(fake_clis) if c["argv"][:3] == ["lockbox", "secret", "create"])
+    payload = {e["key"]: e["text_value"] for e in json.loads(create["stdin"])}
+    assert payload["HANDOFF_SECRET"] != "known-to-the-caller"
+    assert all("known-to-the-caller" not in (c["stdin"] or "") for c in calls(fake_clis))
+
+
+def test_secret_from_an_earlier_deploy_gets_a_handoff_secret_once(fake_clis: dict[str, Any]) -> None:
+    earlier = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SLACK_SIGNING_SECRET", "WEBHOOK_SECRET"]
+    (fake_clis["state"] / "lockbox-secret--backup-runner-secrets").write_text(
+        json.dumps({"keys": earlier, "versions": 1})
+    )
+    result = run_deploy(fake_clis)
+    assert result.returncode == 0, result.stderr
+    recorded = calls(fake_clis)
+    assert not any(c["argv"][:3] == ["lockbox", "secret", "create"] for c in recorded)
+    assert not any(c["argv"][:3] == ["iam", "access-key", "create"] and "Message Queue" in str(c) for c in recorded)
+    added = [c for c in recorded if c["argv"][:3] == ["lockbox", "secret", "add-version"]]
+    assert len(added) == 1 and flags(added[0])["--name"] == ["backup-runner-secrets"]
+    entries = json.loads(added[0]["stdin"])
+    assert [e["key"] for e in entries] == ["HANDOFF_SECRET"]  # the other entries come from the base version
+    assert len(entries[0]["text_value"]) >= 64
+    assert all(entries[0]["text_value"] not in arg for c in recorded for arg in c["argv"]), "a secret leaked"
+    trigger = next(c for c in recorded if c["argv"][:3] == ["serverless", "function", "version"])
+    assert all("version-id=ver-backup-runner-secrets-2" in s for s in flags(trigger)["--secret"])  # the new one
+    assert any(s.startswith("environment-variable=HANDOFF_SECRET,") for s in flags(trigger)["--secret"])
+
+    first = len(recorded)
+    assert run_deploy(fake_clis).returncode == 0
+    assert not any("add-version" in c["argv"] for c in calls(fake_clis)[first:])
 
 
 def test_temporary_key_is_deleted_when_a_later_step_fails(fake_clis: dict[str, Any]) -> None:

@@ -429,12 +429,14 @@ def e2e(sqs_server: str, monkeypatch: pytest.MonkeyPatch, platform_kind: str) ->
         REQUEST_QUEUE_URL=platform.queues["requests"],
         FOLLOWUP_QUEUE_URL=platform.queues["followups"],
         RESULT_QUEUE_URL=platform.queues["results"],
+        REQUEST_DLQ_URL=platform.dead_letter["requests"],
+        FOLLOWUP_DLQ_URL=platform.dead_letter["followups"],
         FOLLOWUP_FIRST_DELAY_SECONDS=0,
         FOLLOWUP_MIN_DELAY_SECONDS=1,
         FOLLOWUP_MAX_DELAY_SECONDS=1,
         WEBHOOK_SECRET=harness.webhook_secret,
         SLACK_SIGNING_SECRET=harness.slack_secret,
-        FANOUT_SECRET="fanout-" + secrets.token_hex(16),
+        HANDOFF_SECRET="fanout-" + secrets.token_hex(16),
         SINK_MAX_ATTEMPTS=1,
     )
     # Process-wide caches keyed by what the environment said when they were filled.

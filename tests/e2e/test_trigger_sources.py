@@ -292,9 +292,23 @@ def test_aws_batch_reports_only_the_transient_failure(e2e: Harness) -> None:
     _check_batch_effects(e2e)
 
 
-def test_yandex_batch_raises_for_a_transient_failure(e2e: Harness) -> None:
+def test_yandex_batch_sends_back_only_the_transient_message(e2e: Harness) -> None:
+    # issue 11 #9: a failing message must not bring its healthy neighbours back (whole-batch redelivery)
+    event, (_ok, _permanent, transient) = _mixed_batch(e2e)
+    assert e2e.trigger(event) == {"ok": True}  # the batch is acknowledged: nothing comes back twice
+    _check_batch_effects(e2e)
+    time.sleep(1.5)  # sent back with the shortest delay the e2e settings allow (1 s)
+    bodies = [json.loads(m["Body"]) for m in e2e.platform.drain("requests")]
+    [again] = [b for b in bodies if b.get("kind") == "redelivery"]
+    assert again["kind"] == "redelivery" and again["attempt"] == 1
+    assert again["triggerId"] == transient and again["source"] == "yc.message-queue"  # the same keys next time
+    assert json.loads(again["request"])["computeInstanceId"] == INSTANCE_PROD_WEB
+
+
+def test_yandex_batch_raises_for_a_transient_failure_without_a_handoff_key(e2e: Harness) -> None:
     from backups.errors import RedeliveryRequested
 
+    e2e.setenv(HANDOFF_SECRET=None)
     event, _ = _mixed_batch(e2e)
     with pytest.raises(RedeliveryRequested):
         e2e.trigger(event)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -13,23 +12,11 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from local.emulator import EmulatorConfig, EmulatorHandle, ManualClock, start_emulator
+from local.emulator import EmulatorHandle, ManualClock
 from local.emulator import seed as demo
 
 AUD = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
 TOKEN_RE = re.compile(r"^t1\.[A-Z0-9a-z_-]+[=]{0,2}\.[A-Z0-9a-z_-]{86}[=]{0,2}$")
-
-
-@pytest.fixture()
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture()
-def emu(clock: ManualClock) -> Iterator[EmulatorHandle]:
-    handle = start_emulator(EmulatorConfig(port=0, clock=clock))
-    yield handle
-    handle.stop()
 
 
 @pytest.fixture(scope="module")

@@ -3,39 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
 
-from local.emulator import EmulatorConfig, EmulatorHandle, ManualClock, start_emulator
+from local.emulator import EmulatorHandle, ManualClock
 from local.emulator import seed as demo
 
 EXECUTE_META = "type.googleapis.com/yandex.cloud.backup.v1.ExecuteMetadata"
 EMPTY = "type.googleapis.com/google.protobuf.Empty"
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
-
-
-@pytest.fixture()
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture()
-def emu(clock: ManualClock) -> Iterator[EmulatorHandle]:
-    handle = start_emulator(EmulatorConfig(port=0, clock=clock))
-    assert handle.url.startswith("http://127.0.0.1:")
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture()
-def http(emu: EmulatorHandle) -> Iterator[requests.Session]:
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {emu.token}"
-    yield session
-    session.close()
 
 
 def assert_error(resp: requests.Response, http_status: int, code: int) -> dict[str, Any]:
@@ -288,9 +267,9 @@ def test_execute_progresses_with_the_clock(emu: EmulatorHandle, http: requests.S
     assert log[0]["operationId"] == op["id"] and log[0]["idempotencyKey"] is None
 
 
-def test_time_scale_shortens_backups(clock: ManualClock) -> None:
-    with start_emulator(EmulatorConfig(port=0, clock=clock, time_scale=60.0)) as emu:
-        http = requests.Session()
+def test_time_scale_shortens_backups(start_emu: Callable[..., EmulatorHandle], clock: ManualClock) -> None:
+    emu = start_emu(clock=clock, time_scale=60.0)
+    with requests.Session() as http:
         http.headers["Authorization"] = f"Bearer {emu.token}"
         op = execute(http, emu, demo.POLICY_DAILY, demo.INSTANCE_PROD_DB).json()
         clock.advance(5)  # 600 nominal seconds / 60 = 10 clock seconds

@@ -3,33 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from local.emulator import EmulatorConfig, EmulatorHandle, ManualClock, start_emulator
+from local.emulator import EmulatorHandle, ManualClock
 from local.emulator import seed as demo
 from local.emulator.filters import FilterError, parse
 
 
 @pytest.fixture(scope="module")
-def emu() -> Iterator[EmulatorHandle]:
+def emu(start_module_emu: Callable[..., EmulatorHandle]) -> EmulatorHandle:
     """One emulator for the module: these tests only read (the large folder is added once)."""
-    handle = start_emulator(EmulatorConfig(port=0, clock=ManualClock()))
+    handle = start_module_emu(clock=ManualClock())
     demo.create_large_folder(handle.state, count=1000, labels={"backup": "daily"})
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture(scope="module")
-def http(emu: EmulatorHandle) -> Iterator[requests.Session]:
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {emu.token}"
-    yield session
-    session.close()
+    return handle
 
 
 def assert_error(resp: requests.Response, http_status: int, code: int) -> None:

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,26 +15,16 @@ import jwt
 import pytest
 import requests
 
-from local.emulator import EmulatorConfig, EmulatorHandle, start_emulator
+from local.emulator import EmulatorHandle
 from local.emulator import seed as demo
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
-def emu() -> Iterator[EmulatorHandle]:
+def emu(start_emu: Callable[..., EmulatorHandle]) -> EmulatorHandle:
     # The wall clock here (out-of-process style); time only moves through POST /_emulator/clock in these tests.
-    handle = start_emulator(EmulatorConfig(port=0))
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture()
-def http(emu: EmulatorHandle) -> Iterator[requests.Session]:
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {emu.token}"
-    yield session
-    session.close()
+    return start_emu()
 
 
 def ctl(emu: EmulatorHandle, method: str, path: str, json: Any = None, **kw: Any) -> Any:

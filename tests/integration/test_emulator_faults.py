@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 import requests
 
-from local.emulator import EmulatorConfig, EmulatorHandle, FaultRule, ManualClock, start_emulator
+from local.emulator import EmulatorHandle, FaultRule, ManualClock
 from local.emulator import seed as demo
 
 
 @pytest.fixture()
-def emu() -> Iterator[EmulatorHandle]:
-    handle = start_emulator(EmulatorConfig(port=0, clock=ManualClock(), seed="faults"))
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture()
-def http(emu: EmulatorHandle) -> Iterator[requests.Session]:
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {emu.token}"
-    yield session
-    session.close()
+def emu(start_emu: Callable[..., EmulatorHandle], clock: ManualClock) -> EmulatorHandle:
+    return start_emu(clock=clock, seed="faults")
 
 
 def policy_url(emu: EmulatorHandle) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,20 +9,13 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from local.emulator import EmulatorConfig, EmulatorHandle, ManualClock, start_emulator
+from local.emulator import EmulatorHandle
 from local.emulator import seed as demo
 from local.emulator.errors import ApiError
 from local.emulator.monitoring import parse_write
 
 WRITE = "/monitoring/v2/data/write"
 QUERY = {"folderId": demo.DEMO_FOLDER_ID, "service": "custom"}
-
-
-@pytest.fixture()
-def emu() -> Iterator[EmulatorHandle]:
-    handle = start_emulator(EmulatorConfig(port=0, clock=ManualClock()))
-    yield handle
-    handle.stop()
 
 
 def write(emu: EmulatorHandle, body: Any, token: str | None = None, **query: str) -> requests.Response:

@@ -6,30 +6,14 @@ parameters on a call whose body is the whole request, booleans and integers that
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
-from local.emulator import EmulatorConfig, EmulatorHandle, ManualClock, start_emulator
+from local.emulator import EmulatorHandle
 from local.emulator import seed as demo
 from tests.conformance import oracle
-
-
-@pytest.fixture()
-def emu() -> Iterator[EmulatorHandle]:
-    handle = start_emulator(EmulatorConfig(port=0, clock=ManualClock()))
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture()
-def http(emu: EmulatorHandle) -> Iterator[requests.Session]:
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {emu.token}"
-    yield session
-    session.close()
 
 
 def refused(resp: requests.Response, http_status: int = 400, code: int = 3) -> dict[str, Any]:

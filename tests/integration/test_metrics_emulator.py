@@ -6,7 +6,6 @@ the contract check of the writer's body. Skipped where the emulator has no Monit
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,17 +14,10 @@ import requests
 pytest.importorskip("local.emulator.monitoring", reason="the emulator has no Monitoring write endpoint here")
 
 from adapters.metrics import build_metrics
-from local.emulator import EmulatorConfig, EmulatorHandle, ManualClock, start_emulator
+from local.emulator import EmulatorHandle
 from local.emulator import seed as demo
 from settings import Settings
 from tests.metrics_helpers import failed, failed_start, succeeded, timed_out
-
-
-@pytest.fixture()
-def emu() -> Iterator[EmulatorHandle]:
-    handle = start_emulator(EmulatorConfig(port=0, clock=ManualClock()))
-    yield handle
-    handle.stop()
 
 
 def recorder(emu: EmulatorHandle, **env: str) -> Any:

@@ -116,7 +116,7 @@ def test_no_import_cycles_in_function_or_local() -> None:
 @pytest.mark.parametrize(
     ("layer", "forbidden"),
     [
-        ("backups", ("handlers", "adapters", "triggers", "chatops", "security", "local")),  # the domain
+        ("backups", ("handlers", "adapters", "triggers", "chatops", "local")),  # the domain
         ("adapters", ("chatops", "handlers", "local")),
         ("ycloud", ("backups", "handlers", "adapters", "triggers", "chatops", "security", "local")),
         ("triggers", ("backups", "handlers", "adapters", "chatops", "local")),

@@ -183,7 +183,7 @@ def test_fanout_body_only_when_allowed() -> None:
     with pytest.raises(RequestInvalid, match="request queue"):
         build_request(body, settings())
     # read from the request queue (and signed), it is taken as written: no defaults merged under it
-    r = read_fanout(body, settings(FOLDER_ID=FOLDER, DEFAULT_POLICY_ID="cdgother", FANOUT_SECRET=SECRET))
+    r = read_fanout(body, settings(FOLDER_ID=FOLDER, DEFAULT_POLICY_ID="cdgother", HANDOFF_SECRET=SECRET))
     assert isinstance(r, FanoutMessage)
     t = r.target
     assert (t.trigger.trigger_id, t.trigger.source, t.policy_id, t.folder_id) == ("t1", "yc.timer", "cdg1", None)
@@ -192,13 +192,13 @@ def test_fanout_body_only_when_allowed() -> None:
 def test_unsigned_or_foreign_fanout_body_is_refused() -> None:
     target = BackupTarget(trigger=TRIGGER, asked="computeInstanceId=fhm1", compute_instance_id="fhm1", policy_id="cdg1")
     signed = FanoutMessage(target=target).signed(SECRET).to_json_dict()
-    with pytest.raises(ForgedFanout, match="FANOUT_SECRET is not set"):
+    with pytest.raises(ForgedFanout, match="HANDOFF_SECRET is not set"):
         read_fanout(signed, settings())
     with pytest.raises(ForgedFanout, match="signature"):
-        read_fanout(signed, settings(FANOUT_SECRET="another-secret"))
+        read_fanout(signed, settings(HANDOFF_SECRET="another-secret"))
     legacy = {"kind": "fanout", "triggerId": "t1", "source": "yc.timer", "computeInstanceId": "fhm1", "policyId": "p"}
     with pytest.raises(ForgedFanout, match="invalid fan-out message"):
-        read_fanout(legacy, settings(FANOUT_SECRET=SECRET))
+        read_fanout(legacy, settings(HANDOFF_SECRET=SECRET))
 
 
 # --- opt-out -------------------------------------------------------------------------------------------

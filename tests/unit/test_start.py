@@ -390,7 +390,7 @@ def test_fan_out_above_threshold(sqs: Any, make_queue: Any, sqs_server: str) -> 
     requests_url, followup_url = make_queue("requests"), make_queue("followup")
     s = settings(
         FANOUT_THRESHOLD="5",
-        FANOUT_SECRET=SECRET,
+        HANDOFF_SECRET=SECRET,
         REQUEST_QUEUE_URL=requests_url,
         FOLLOWUP_QUEUE_URL=followup_url,
         FOLLOWUP_FIRST_DELAY_SECONDS="0",
@@ -450,7 +450,7 @@ def test_fan_out_keeps_failed_and_skipped_in_the_parent() -> None:
     report = run(
         cloud,
         {"instanceLabels": {"env": "prod"}, "policyId": pid},
-        settings(FANOUT_THRESHOLD="2", FANOUT_SECRET=SECRET),
+        settings(FANOUT_THRESHOLD="2", HANDOFF_SECRET=SECRET),
         queue=queue,
     )
     assert report.fanned_out == 4
@@ -466,7 +466,7 @@ def test_fan_out_child_with_apply() -> None:
         trigger=trigger("evt-1"), asked=f"computeInstanceId={vm.id}", compute_instance_id=vm.id, policy_id=p.id
     )
     body = FanoutMessage(target=target, apply_first=True).signed(SECRET).to_json_dict()
-    report = run(cloud, body, settings(FANOUT_SECRET=SECRET), from_request_queue=True)
+    report = run(cloud, body, settings(HANDOFF_SECRET=SECRET), from_request_queue=True)
     assert [s.applied for s in report.started] == [True]
 
 
@@ -476,12 +476,12 @@ def test_without_request_queue_executes_inline() -> None:
     report = run(
         cloud,
         {"computeInstanceIds": ids, "policyId": pid},
-        settings(FANOUT_THRESHOLD="2", FANOUT_SECRET=SECRET, REQUEST_QUEUE_URL=""),
+        settings(FANOUT_THRESHOLD="2", HANDOFF_SECRET=SECRET, REQUEST_QUEUE_URL=""),
     )
     assert len(report.started) == 6 and report.fanned_out == 0
 
 
-def test_without_fanout_secret_executes_inline() -> None:
+def test_without_handoff_secret_executes_inline() -> None:
     cloud, queue = FakeCloud(), FakeQueue()
     pid, ids = fleet(cloud, 6)
     report = run(cloud, {"computeInstanceIds": ids, "policyId": pid}, settings(FANOUT_THRESHOLD="2"), queue=queue)
@@ -605,7 +605,7 @@ def _tampered(cloud: FakeCloud) -> dict[str, Any]:
         (lambda c: _fanout(c)[0].to_json_dict(), SECRET, "signature"),  # unsigned
         (lambda c: _fanout(c)[0].signed("not-our-secret").to_json_dict(), SECRET, "signature"),  # forged
         (_tampered, SECRET, "signature"),
-        (lambda c: _fanout(c)[0].signed(SECRET).to_json_dict(), None, "FANOUT_SECRET"),  # no secret: none accepted
+        (lambda c: _fanout(c)[0].signed(SECRET).to_json_dict(), None, "HANDOFF_SECRET"),  # no secret: none accepted
         (
             lambda c: {
                 "kind": "fanout",
@@ -623,7 +623,7 @@ def _tampered(cloud: FakeCloud) -> dict[str, Any]:
 def test_forged_fanout_message_is_refused_and_starts_nothing(make: Any, secret: str | None, words: str) -> None:
     cloud, queue, sink = FakeCloud(), FakeQueue(), Sink()
     body = make(cloud)
-    s = settings(**({"FANOUT_SECRET": secret} if secret else {}))
+    s = settings(**({"HANDOFF_SECRET": secret} if secret else {}))
     before = cloud.calls
     with pytest.raises(RequestInvalid, match=words):
         run_request(
@@ -642,7 +642,7 @@ def test_signed_fanout_message_from_the_request_queue_starts_its_target() -> Non
     cloud, queue, sink = FakeCloud(), FakeQueue(), Sink()
     message, pid, iid = _fanout(cloud)
     body = message.signed(SECRET).model_dump_json(by_alias=True, exclude_none=True)
-    ports = _ports(cloud, settings(FANOUT_SECRET=SECRET), queue, sink)
+    ports = _ports(cloud, settings(HANDOFF_SECRET=SECRET), queue, sink)
     report = run_request(body, trigger("m-1", "yc.message-queue"), ports, from_request_queue=True)
     assert [(s.target.policy_id, s.target.compute_instance_id) for s in report.started] == [(pid, iid)]
     assert report.trigger.trigger_id == "evt-9"
