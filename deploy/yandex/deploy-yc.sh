@@ -133,7 +133,7 @@ QUEUE_ADMIN_ID=$(get_or_create iam service-account -- "$QUEUE_ADMIN_SA_NAME" --d
 
 # ----------------------------------------------------------------------------- 2. static key + Lockbox secret
 step "2/6 Lockbox secret $SECRET_NAME (static key for Message Queue, webhook, Slack and handoff secrets)"
-# HANDOFF_SECRET signs the messages the trigger function writes for itself (fan-out messages, request
+# HANDOFF_SECRET signs the messages the functions write for themselves (fan-out messages, follow-up tickets, request
 # redeliveries): only the function knows it, so it is always generated here, never taken from the environment.
 new_handoff_secret() { py -c 'import secrets; print(secrets.token_hex(32))'; }
 if SECRET_JSON=$(ycf lockbox secret get --name "$SECRET_NAME" 2>/dev/null); then
@@ -270,7 +270,8 @@ ycf serverless function version create --function-name "$TRIGGER_FUNCTION" \
   --secret "$(secret_flag HANDOFF_SECRET)" >/dev/null
 ycf serverless function version create --function-name "$FOLLOWUP_FUNCTION" \
   --entrypoint app.followup_handler --execution-timeout "$FOLLOWUP_TIMEOUT" --memory "$FOLLOWUP_MEMORY" \
-  "${followup_flags[@]}" >/dev/null
+  "${followup_flags[@]}" \
+  --secret "$(secret_flag HANDOFF_SECRET)" >/dev/null
 
 # ----------------------------------------------------------------------------- 5. triggers
 step "5/6 triggers"

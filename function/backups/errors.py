@@ -62,7 +62,10 @@ class HandOffFailed(StartError):
 
 
 class RedeliveryRequested(RuntimeError):
-    """The trigger must come back (a transient failure, or a result no sink took); nothing was lost."""
+    """The trigger must come back (a transient failure, or a result no sink took); nothing was lost. `report`: what
+    was started before (a StartReport), when anything was."""
+
+    report: Any = None
 
 
 TRANSIENT = (CloudUnavailable, HandOffFailed)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from backups import schedule
 from backups.events import failed_result, result_event, result_from_operation, timed_out_result
-from backups.handoff import FollowupTicket
+from backups.handoff import FollowupTicket, handoff_key
 from backups.models import ResultError, ResultEvent, TriggerInfo
 from backups.ports import Clock, MessageQueue, OperationsApi, QueueError, ResultSink
 from backups.results import EmitReport, ProgressSink, emit_result, progress_message
@@ -190,7 +190,7 @@ def _send_back(
     if not settings.followup_queue_url:
         raise RuntimeError("FOLLOWUP_QUEUE_URL is not set: a running operation cannot be followed further")
     try:
-        queue.send(settings.followup_queue_url, ticket.body(), delay_seconds=delay)
+        queue.send(settings.followup_queue_url, ticket.sealed_body(handoff_key(settings)), delay_seconds=delay)
     except QueueError as exc:
         return FollowOutcome(
             "retry",

@@ -42,14 +42,37 @@ _ID = re.compile(ID_PATTERN)
 S = TypeVar("S", bound="_Signed")
 
 
+class _Signed(CamelModel):
+    """A message the function writes for itself, signed with HANDOFF_SECRET over its canonical JSON (every field
+    but the signature), `v1=<hex HMAC-SHA256(key, "<purpose>.<canonical JSON>")>` (security.hmac_v1)."""
+
+    purpose: ClassVar[str]
+    signature: str = ""
+
+    def _canonical(self) -> bytes:
+        data = self.model_dump(by_alias=True, exclude_none=True, mode="json", exclude={"signature"})
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+    def signed(self, key: str) -> Self:
+        return self.model_copy(update={"signature": sign(key, self.purpose, self._canonical())})
+
+    def verify(self, key: str) -> bool:
+        return hmac.compare_digest(self.signature.encode(), sign(key, self.purpose, self._canonical()).encode())
+
+    def body(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
 class ProgressSample(CamelModel):
     at: datetime
     percent: float
 
 
-class FollowupTicket(CamelModel):
-    """One started operation being followed."""
+class FollowupTicket(_Signed):
+    """One started operation being followed. Signed like the other messages the function writes for itself when
+    HANDOFF_SECRET is set (then an unsigned or altered ticket is refused: it could name any trigger)."""
 
+    purpose: ClassVar[str] = "followup"
     kind: Literal["followup"] = "followup"
     version: Literal[2] = 2
     target: BackupTarget
@@ -81,9 +104,9 @@ class FollowupTicket(CamelModel):
             reply_to=reply_to,
         )
 
-    def body(self) -> str:
-        """The queue message body."""
-        return self.model_dump_json(by_alias=True, exclude_none=True)
+    def sealed_body(self, key: str | None) -> str:
+        """The queue message body, signed when the function has a handoff key."""
+        return (self.signed(key) if key else self).body()
 
 
 class MalformedTicket(ValueError):
@@ -115,8 +138,11 @@ def _migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def parse_ticket(body_text: str | bytes) -> FollowupTicket:
-    """Read a follow-up ticket from a queue message body (versions 1 and 2). Raises `MalformedTicket`."""
+def parse_ticket(body_text: str | bytes, key: str | None = None) -> FollowupTicket:
+    """Read a follow-up ticket from a queue message body (versions 1 and 2). Raises `MalformedTicket`.
+
+    `key` (HANDOFF_SECRET): the ticket must carry a valid signature (so a version 1 ticket, unsigned, is refused).
+    """
     size = len(body_text) if isinstance(body_text, bytes) else len(body_text.encode("utf-8", "surrogatepass"))
     if size > MAX_TICKET_BYTES:
         raise MalformedTicket(f"follow-up ticket is too large ({size} bytes)")
@@ -132,42 +158,28 @@ def parse_ticket(body_text: str | bytes) -> FollowupTicket:
     if version == 1:
         data = _migrate_v1(data)
     try:
-        return FollowupTicket.model_validate(data)
+        ticket = FollowupTicket.model_validate(data)
     except ValidationError as exc:
         raise MalformedTicket(f"invalid follow-up ticket: {_errors(exc, 'ticket')}", is_ticket=True) from None
+    if key is not None and not ticket.verify(key):
+        raise MalformedTicket(
+            "follow-up ticket refused: its signature does not verify (it was not written by this function)",
+            is_ticket=True,
+        )
+    return ticket
 
 
 def send_tickets(started: list[Started], settings: Settings, queue: MessageQueue, reply_to: ReplyTarget | None) -> int:
     """One ticket per started operation, with FOLLOWUP_FIRST_DELAY_SECONDS. Raises QueueError."""
     if not started or not settings.followup_queue_url:
         return 0
-    bodies = [FollowupTicket.for_started(s, settings, reply_to).body() for s in started]
+    key = handoff_key(settings)
+    bodies = [FollowupTicket.for_started(s, settings, reply_to).sealed_body(key) for s in started]
     queue.send_many(settings.followup_queue_url, bodies, delay_seconds=settings.followup_first_delay_seconds)
     return len(bodies)
 
 
 # --- fan-out ---------------------------------------------------------------------------------------------
-
-
-class _Signed(CamelModel):
-    """A message the function writes for itself, signed with HANDOFF_SECRET over its canonical JSON (every field
-    but the signature), `v1=<hex HMAC-SHA256(key, "<purpose>.<canonical JSON>")>` (security.hmac_v1)."""
-
-    purpose: ClassVar[str]
-    signature: str = ""
-
-    def _canonical(self) -> bytes:
-        data = self.model_dump(by_alias=True, exclude_none=True, mode="json", exclude={"signature"})
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-    def signed(self, key: str) -> Self:
-        return self.model_copy(update={"signature": sign(key, self.purpose, self._canonical())})
-
-    def verify(self, key: str) -> bool:
-        return hmac.compare_digest(self.signature.encode(), sign(key, self.purpose, self._canonical()).encode())
-
-    def body(self) -> str:
-        return self.model_dump_json(by_alias=True, exclude_none=True)
 
 
 class FanoutMessage(_Signed):

@@ -192,6 +192,7 @@ def run_request(
     log.append_keys(correlation_id=trigger.correlation_id or trigger.trigger_id, trigger_id=trigger.trigger_id)
     settings = ports.settings
     request: BackupRequest | FanoutMessage | None = None
+    data: dict[str, Any] = {}
     try:
         data = read_body(body, settings)
         if data.get("kind") == "fanout" and from_request_queue:
@@ -223,12 +224,17 @@ def run_request(
     except TRANSIENT:
         raise
     except StartError as exc:
-        if report_request_failure:
+        dry_run = request.dry_run if isinstance(request, BackupRequest) else data.get("dryRun") is True
+        if report_request_failure and not dry_run:  # a dry run reports to its caller only
             emit_request_failure(exc, trigger, request, ports, reply_to=reply_to)
         raise
     if not report.dry_run:  # a dry run reports its plan to the caller and emits nothing
         ports.metrics.record_started(len(report.started))
-        emit_failed(report.failed, ports, reply_to)
+        try:
+            emit_failed(report.failed, ports, reply_to)
+        except RedeliveryRequested as exc:
+            exc.report = report  # what did start: the caller's reply names it
+            raise
     return report
 
 

@@ -54,8 +54,11 @@ def reply_help(error: str | None = None, command: str = "/backup") -> dict[str, 
     return _reply(text)
 
 
-def reply_started(instance: str, operations: Sequence[tuple[str, str]], *, reason: str | None = None) -> dict[str, Any]:
-    """`operations`: (policy name or id, operation id) for each backup started on `instance`."""
+def reply_started(
+    instance: str, operations: Sequence[tuple[str, str]], *, reason: str | None = None, warning: str | None = None
+) -> dict[str, Any]:
+    """`operations`: (policy name or id, operation id) for each backup started on `instance`; `warning`: why the
+    result will not be posted (it replaces the promise to post it)."""
     if not operations:
         return reply_error(f"no backup was started for {instance}")
     lines = [f":white_check_mark: Backup of {_code(instance)} started:"]
@@ -64,7 +67,7 @@ def reply_started(instance: str, operations: Sequence[tuple[str, str]], *, reaso
         lines.append(f"… and {len(operations) - 20} more")
     if reason:
         lines.append(f"Reason: {escape_mrkdwn(reason)}")
-    lines.append("I will post here when it finishes.")
+    lines.append(f":warning: {escape_mrkdwn(warning)}" if warning else "I will post here when it finishes.")
     return _reply("\n".join(lines))
 
 

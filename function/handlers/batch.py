@@ -95,12 +95,13 @@ def send_back_ticket(ticket: FollowupTicket, ports: Ports) -> bool:
     settings, log = ports.settings, get_logger()
     if not settings.followup_queue_url or ports.queue is None:
         return False
+    key = handoff_key(settings)
     again = ticket.model_copy(update={"redeliveries": ticket.redeliveries + 1})
     if again.redeliveries > settings.redelivery_max_attempts:
-        return dead_letter(ticket.body(), settings.followup_dlq_url, ports, why="redeliveries exhausted")
+        return dead_letter(ticket.sealed_body(key), settings.followup_dlq_url, ports, why="redeliveries exhausted")
     try:
         delay = retry_delay(again.redeliveries, settings)
-        ports.queue.send(settings.followup_queue_url, again.body(), delay_seconds=delay)
+        ports.queue.send(settings.followup_queue_url, again.sealed_body(key), delay_seconds=delay)
     except QueueError as exc:
         log.warning("ticket not sent back: the platform will redeliver the batch", extra={"error": str(exc)})
         return False

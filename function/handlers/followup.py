@@ -12,7 +12,7 @@ from typing import Any
 
 from adapters.sinks import check_sink_settings
 from backups.followup import follow, refuse_ticket
-from backups.handoff import QUEUE_BODY_LIMITS, FollowupTicket, MalformedTicket, parse_ticket
+from backups.handoff import QUEUE_BODY_LIMITS, FollowupTicket, MalformedTicket, handoff_key, parse_ticket
 from backups.models import TriggerInfo
 from backups.run import Ports
 from handlers.batch import dead_letter, queue_reply, send_back_ticket, settles_itself
@@ -57,7 +57,7 @@ def _follow_all(invocation: Invocation, context: Any, deps: Deps, metrics: Metri
     for message in invocation.messages:
         message_id = message.message_id or ""
         try:
-            ticket = parse_ticket(message.body_text)
+            ticket = parse_ticket(message.body_text, handoff_key(deps.settings))
         except MalformedTicket as exc:
             if exc.is_ticket:
                 log.error("ticket refused", extra={"messageId": message_id, "error": str(exc)})
@@ -65,7 +65,8 @@ def _follow_all(invocation: Invocation, context: Any, deps: Deps, metrics: Metri
                 emitted = refuse_ticket(
                     str(exc), carrier, sinks=deps.sinks(None), settings=deps.settings, clock=deps.clock, metrics=metrics
                 )
-                if not emitted.ok:
+                dlq = deps.settings.followup_dlq_url
+                if not emitted.ok and not (yandex and dead_letter(message.body_text, dlq, ports, why=str(exc))):
                     failed.append(message_id)
                 continue
             log.error("poison message: not a follow-up ticket", extra={"messageId": message_id, "error": str(exc)})

@@ -65,8 +65,19 @@ def decide_route(request: HttpRequest) -> RouteDecision | None:
     return None
 
 
-def _error(invocation: Invocation, status: int, code: str, message: str, **headers: str) -> dict[str, Any]:
-    return http_reply(invocation, status, {"error": {"code": code, "message": message}}, headers or None)
+def _error(
+    invocation: Invocation, status: int, code: str, message: str, report: Any = None, **headers: str
+) -> dict[str, Any]:
+    """The documented error shape; `report` (a StartReport): what did start, beside the error."""
+    detail = report.to_json_dict() if isinstance(report, StartReport) else {}
+    return http_reply(invocation, status, {"error": {"code": code, "message": message}, **detail}, headers or None)
+
+
+def _retry_hint(message: str, report: Any) -> str:
+    """Operations started before the failure: a retry must carry the same correlationId to follow them."""
+    if isinstance(report, StartReport) and report.started:
+        return f"{message}; {len(report.started)} backup(s) started (started[]): retry with the same correlationId"
+    return message
 
 
 def handle_http(invocation: Invocation, context: Any, deps: Deps) -> dict[str, Any]:
@@ -142,9 +153,11 @@ def _backup(invocation: Invocation, auth: HttpAuthorization, context: Any, deps:
     except StartError as exc:
         log.warning("request not started", extra={"code": exc.code, "error": exc.message})
         headers = {"Retry-After": RETRY_AFTER} if exc.http_status == 503 else {}
-        return _error(invocation, exc.http_status, exc.code, exc.message, **headers)
+        started = getattr(exc, "report", None)  # HANDOFF_FAILED: operations may have started
+        return _error(invocation, exc.http_status, exc.code, _retry_hint(exc.message, started), started, **headers)
     except RedeliveryRequested as exc:
-        return _error(invocation, 503, "RESULT_DELIVERY_FAILED", str(exc), **{"Retry-After": RETRY_AFTER})
+        message = _retry_hint(str(exc), exc.report)
+        return _error(invocation, 503, "RESULT_DELIVERY_FAILED", message, exc.report, **{"Retry-After": RETRY_AFTER})
     status = status_for(report)
     retry = {"Retry-After": RETRY_AFTER} if status == 503 else None
     return http_reply(invocation, status, reply_body(report, status), retry)

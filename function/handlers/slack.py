@@ -77,7 +77,7 @@ def _status(operation_id: str, context: Any, deps: Deps) -> dict[str, Any]:
     try:
         operation = cloud.operations.get(operation_id)
         instance_id = operation.metadata.compute_instance_id
-        if instance_id is None:
+        if instance_id is None or not operation.is_execute:
             return reply_error("that operation is not a backup started by this command")
         instance = cloud.compute.get(instance_id)
         check_chat_allowed(
@@ -135,6 +135,11 @@ def _backup(command: BackupCommand, slash: SlashCommand, context: Any, deps: Dep
         log.warning("chat backup refused by the allowlist", extra={"reason": str(exc)})
         return reply_error(str(exc), instance=command.instance)
     except StartError as exc:
+        started = getattr(getattr(exc, "report", None), "started", None)
+        if started:  # HANDOFF_FAILED: the backups run, but nothing will report on them here
+            ops = [(s.target.policy_name or s.policy_id or "?", s.operation_id) for s in started]
+            note = f"{exc.message}: progress and the result will not be posted; check with /backup status"
+            return reply_started(command.instance, ops, reason=command.reason, warning=note)
         return reply_error(exc.message, instance=command.instance)
     except RedeliveryRequested as exc:
         return reply_error(f"the result could not be delivered, try again: {exc}", instance=command.instance)

@@ -437,25 +437,26 @@ def check_secret_access(template: dict[str, Any]) -> list[str]:
     return problems
 
 
-# The function that writes (and reads back) signed messages of its own: fan-out messages, request redeliveries.
-HANDOFF_FUNCTION = "TriggerFunction"
+# The functions that write (and read back) signed messages of their own: fan-out messages, follow-up tickets,
+# request redeliveries.
+HANDOFF_FUNCTIONS = frozenset({"TriggerFunction", "FollowUpFunction"})
 
 
 def check_handoff_secret(template: dict[str, Any]) -> list[str]:
-    """HANDOFF_SECRET_ARN reaches the function that signs its own messages, names a secret this stack generates
+    """HANDOFF_SECRET_ARN reaches the functions that sign their own messages, names a secret this stack generates
     (nobody has to set it, nobody else knows it), and no other function gets it. Readability is check_secret_access.
     Without it the function silently never fans out and Yandex batches fall back to whole-batch redelivery."""
     problems = []
     secrets = resources(template, "AWS::SecretsManager::Secret")
     for fname, variables in sorted(environment_variables(template).items()):
         value = variables.get("HANDOFF_SECRET_ARN")
-        if fname != HANDOFF_FUNCTION:
+        if fname not in HANDOFF_FUNCTIONS:
             if value is not None:
-                problems.append(f"{fname}: HANDOFF_SECRET_ARN is only for {HANDOFF_FUNCTION}")
+                problems.append(f"{fname}: HANDOFF_SECRET_ARN is only for {sorted(HANDOFF_FUNCTIONS)}")
             continue
         target = _ref_target(value)
         if value is None:
-            problems.append(f"{fname}: HANDOFF_SECRET_ARN is not set (the function would never fan out)")
+            problems.append(f"{fname}: HANDOFF_SECRET_ARN is not set (no fan-out, tickets unsigned)")
         elif target not in secrets:
             problems.append(f"{fname}: HANDOFF_SECRET_ARN must be !Ref of a secret of this template")
         else:

@@ -114,7 +114,7 @@ def test_environment_names_queues_and_secret_arns(translated: dict[str, Any]) ->
     assert "YC_SERVICE_ACCOUNT_KEY_SECRET_ARN" in followup
     assert "WEBHOOK_SECRET_ARN" not in followup and "SLACK_SIGNING_SECRET_ARN" not in followup
     assert trigger["HANDOFF_SECRET_ARN"] == {"Ref": "HandoffSecret"}
-    assert "HANDOFF_SECRET_ARN" not in followup  # the follow-up signs nothing: tickets are checked against the cloud
+    assert followup["HANDOFF_SECRET_ARN"] == {"Ref": "HandoffSecret"}  # it verifies and re-signs the tickets
     # Yandex-only settings: on AWS a failing message is reported in batchItemFailures and SQS redrives it
     assert not {"REQUEST_DLQ_URL", "FOLLOWUP_DLQ_URL"} & (set(trigger) | set(followup))
 
@@ -164,7 +164,7 @@ def test_handoff_secret_is_generated_and_wired(template: dict[str, Any], transla
         if "secretsmanager:GetSecretValue" in statement.get("Action", [])
         and {"Ref": "HandoffSecret"} in checks._as_list(statement.get("Resource"))
     ]
-    assert readers == ["TriggerFunctionRole"]
+    assert sorted(readers) == ["FollowUpFunctionRole", "TriggerFunctionRole"]
 
 
 def test_handlers_exist_in_app_module(template: dict[str, Any]) -> None:
@@ -305,10 +305,10 @@ def test_handoff_secret_without_grant_is_caught(template: dict[str, Any]) -> Non
             "HandoffSecret: the handoff secret must always exist",
         ),
         (
-            lambda t: t["Globals"]["Function"]["Environment"]["Variables"].update(
-                HANDOFF_SECRET_ARN={"Ref": "HandoffSecret"}
+            lambda t: t["Resources"]["FollowUpFunction"]["Properties"]["Environment"]["Variables"].pop(
+                "HANDOFF_SECRET_ARN"
             ),
-            "FollowUpFunction: HANDOFF_SECRET_ARN is only for TriggerFunction",
+            "FollowUpFunction: HANDOFF_SECRET_ARN is not set",
         ),
     ],
 )

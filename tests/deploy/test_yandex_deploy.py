@@ -359,9 +359,10 @@ def test_function_versions(deployed: dict[str, Any]) -> None:
         "AWS_SECRET_ACCESS_KEY",
         "WEBHOOK_SECRET",
         "SLACK_SIGNING_SECRET",
-        "HANDOFF_SECRET",  # signs its fan-out messages and redeliveries; the follow-up signs nothing
+        "HANDOFF_SECRET",  # signs its fan-out messages, tickets and redeliveries
     }
-    assert secret_vars["backup-followup"] == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    # the follow-up verifies and re-signs the tickets
+    assert secret_vars["backup-followup"] == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HANDOFF_SECRET"}
     handoff = next(s for s in trigger["--secret"] if s.startswith("environment-variable=HANDOFF_SECRET,"))
     assert handoff.endswith(",key=HANDOFF_SECRET")
     assert all("version-id=ver-backup-runner-secrets" in s for s in trigger["--secret"])

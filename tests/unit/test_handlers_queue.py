@@ -235,7 +235,7 @@ def ticket(w: World, **kw: Any) -> FollowupTicket:
 def test_yandex_poison_ticket_goes_to_the_dead_letter_queue_and_the_batch_is_acknowledged() -> None:
     w = World()
     t = ticket(w)
-    assert w.followup(yandex_batch("not a ticket", t.body())) == {"ok": True}
+    assert w.followup(yandex_batch("not a ticket", t.sealed_body(KEY))) == {"ok": True}
     assert w.queue.bodies(FOLLOWUP_DLQ) == ["not a ticket"]
     [again] = w.sent(FOLLOWUPS)  # the healthy ticket, rescheduled once
     assert again["operationId"] == t.operation_id and again.get("redeliveries", 0) == 0
@@ -251,11 +251,11 @@ def test_yandex_ticket_whose_result_no_sink_took_is_sent_back_counted_then_dead_
     t = ticket(w)
     w.cloud.complete(t.operation_id)
     w.sink.down = True
-    assert w.followup(yandex_batch(t.body())) == {"ok": True}
+    assert w.followup(yandex_batch(t.sealed_body(KEY))) == {"ok": True}
     [again] = w.sent(FOLLOWUPS)
     assert again["redeliveries"] == 1
     last = FollowupTicket.model_validate(again | {"redeliveries": 2})
-    assert w.followup(yandex_batch(last.body())) == {"ok": True}
+    assert w.followup(yandex_batch(last.sealed_body(KEY))) == {"ok": True}
     [dead] = [json.loads(b) for b in w.queue.bodies(FOLLOWUP_DLQ)]
     assert dead["operationId"] == t.operation_id
 
@@ -267,7 +267,30 @@ def test_a_ticket_for_another_instance_ends_in_one_mismatch_result() -> None:
     w.cloud.complete(t.operation_id)
     other = w.cloud.add_instance(name="db9", folder_id=FOLDER)
     forged = t.model_copy(update={"target": t.target.model_copy(update={"compute_instance_id": other.id})})
-    assert w.followup(yandex_batch(forged.body())) == {"ok": True}
+    assert w.followup(yandex_batch(forged.sealed_body(KEY))) == {"ok": True}
     [event] = w.sink.events
     assert event.data.status == "failed" and event.data.error is not None
     assert event.data.error.code == "TICKET_MISMATCH"
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda t: t.body(),  # unsigned
+        lambda t: t.sealed_body("another-key"),  # signed by someone else
+        lambda t: json.dumps(  # a field changed after signing: another trigger's identity (its event id)
+            json.loads(t.sealed_body(KEY))
+            | {"target": json.loads(t.body())["target"] | {"trigger": {"source": "x", "triggerId": "victim"}}}
+        ),
+    ],
+)
+def test_with_a_handoff_key_a_forged_ticket_is_refused_before_any_call(forge: Any) -> None:
+    # review finding: a ticket names the trigger, so it names the result event id; only the function may write one
+    w = World()
+    t = ticket(w)
+    calls = w.cloud.calls
+    assert w.followup(yandex_batch(forge(t))) == {"ok": True}
+    assert w.cloud.calls == calls  # no Operation.Get for a ticket that is not ours
+    [event] = w.sink.events
+    assert event.data.error is not None and event.data.error.code == "INVALID_TICKET"
+    assert event.data.trigger_id == "ymq-0" and event.data.compute_instance_id is None  # named after its carrier
