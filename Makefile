@@ -15,7 +15,7 @@ help:
 	@echo "make serve    - the function's HTTP routes on 127.0.0.1:8720 over the local platform (SCENARIO=fail|slow)"
 	@echo "make test     - lint, types and the whole test suite (what .ci/run calls)"
 	@echo "make test-fast - lint, types and the tests without tests/chaos and tests/deploy"
-	@echo "make bench    - benchmarks; writes bench/results.json"
+	@echo "make bench    - benchmarks; writes bench/results.json (untracked); BENCH_ARGS=\"--only cpu\" for figure 8 alone"
 	@echo "make emulator - the local Yandex Cloud emulator on port 8710"
 	@echo "make package  - the Yandex Cloud Functions zip in dist/"
 
@@ -49,7 +49,7 @@ test-fast: lint types
 check: test
 
 bench: $(STAMP)
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 emulator: $(STAMP)
 	$(PY) -m local.emulator --port 8710 --time-scale $(TIME_SCALE)

@@ -2,13 +2,14 @@
 
 Two measurements of the same schedule (`backups.schedule.next_delay`, default settings: first check at 30 s,
 delays 10..900 s):
-- `simulated()`: `backups.schedule.simulate_polls` for every progress mode it supports and three durations
+- `simulated()`: `bench.simulate.simulate_polls` for every progress mode it supports and three durations
   (noisy: the worst of `noisy_seeds` seeds, as the schedule's docstring reports it);
 - `on_emulator()`: the real follow-up (`backups.followup.follow`) against the emulator through the real client,
   with a manual clock moved by each delay the follow-up chose, so a 2-hour backup takes well under a second.
   It counts the Operation.Get calls in the emulator's call log, not in our own loop.
 
-Goals (issue "follow-up"): at most 12 polls for a 2-hour backup, and the end noticed within 10% of the duration.
+Goals (issues 4 and 13): at most 12 polls for a 2-hour backup noticed within 10% of its duration; shorter backups
+noticed within 10% or the minimum delay (10 s), whichever is longer.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 DURATIONS: dict[str, int] = {"1 min": 60, "10 min": 600, "2 h": 7200}
 MAX_POLLS_2H = 12
 MAX_LAG_SHARE = 0.10
+MIN_DELAY_S = 10.0  # FOLLOWUP_MIN_DELAY_SECONDS's default
+GOAL = "2 h: <= 12 polls, lag <= 10%; shorter: lag <= max(10%, 10 s)"
 FOLLOWUP_QUEUE = "https://queue.local/followups"  # never contacted: the bench passes its own queue
 
 
@@ -31,15 +34,19 @@ def _settings(**env: str) -> Any:
     return Settings.model_validate({"FOLLOWUP_QUEUE_URL": FOLLOWUP_QUEUE, **env})
 
 
-def judge(duration_s: int, polls: int, lag_s: float) -> bool:
-    """The goals for one backup: the lag always; the poll budget for the 2-hour case."""
-    lag_ok = math.isfinite(lag_s) and lag_s <= MAX_LAG_SHARE * duration_s
-    polls_ok = polls <= MAX_POLLS_2H if duration_s >= DURATIONS["2 h"] else True
-    return lag_ok and polls_ok
+def judge(duration_s: int, polls: int, lag_s: float, min_delay_s: float = MIN_DELAY_S) -> bool:
+    """The goals for one backup: 2 hours, at most 12 polls and a lag within 10% (issue 13); shorter backups, a lag
+    within 10% or the minimum delay, whichever is longer (no check comes sooner than FOLLOWUP_MIN_DELAY_SECONDS
+    after the one before, so a 1-minute backup can be noticed up to 10 s late: issue 4's documented limit)."""
+    if not math.isfinite(lag_s):
+        return False
+    if duration_s >= DURATIONS["2 h"]:
+        return polls <= MAX_POLLS_2H and lag_s <= MAX_LAG_SHARE * duration_s
+    return lag_s <= max(MAX_LAG_SHARE * duration_s, min_delay_s)
 
 
 def simulated(noisy_seeds: int = 30) -> list[dict[str, Any]]:
-    from backups.schedule import PROGRESS_MODES, simulate_polls
+    from bench.simulate import PROGRESS_MODES, simulate_polls
 
     settings = _settings()
     rows = []
@@ -159,7 +166,7 @@ def follow_on_emulator(duration_s: int, progress_mode: str = "number", max_polls
 
 def on_emulator(modes: Sequence[tuple[str, str]] = (("number", "linear"), ("none", "none"))) -> list[dict[str, Any]]:
     """For each (emulator progress mode, the simulator mode it corresponds to) and duration: emulator vs sim."""
-    from backups.schedule import simulate_polls
+    from bench.simulate import simulate_polls
 
     settings = _settings()
     rows = []

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ class BenchServers:
         from bench.sqs_stub import SqsStub
 
         self.stub = SqsStub().start()
-        for name in ("followups", "requests"):
+        for name in ("followups", "requests", "results"):
             self.queues[f"stub:{name}"] = self.stub.create_queue(f"bench-{name}")
 
     def stop(self) -> None:
@@ -107,6 +108,42 @@ class BenchServers:
         """Every backup started so far is done (the next Execute of the same instance is not refused)."""
         self.emulator.state.advance_clock(86400.0)
         self.emulator.state.clear_logs()
+
+    def set_latency(self, seconds: float) -> None:
+        """Every emulator call answers `seconds` later (0: no added latency)."""
+        if seconds > 0:
+            self.emulator.state.set_faults([{"path": "*", "latency": seconds}], seed=1)
+        else:
+            self.emulator.state.clear_faults()
+
+    def followup_ticket(self) -> str:
+        """A follow-up ticket's queue body for a backup started on the emulator now (done a moment later)."""
+        import uuid
+        from datetime import UTC, datetime, timedelta
+
+        from backups.handoff import FollowupTicket
+        from backups.models import TriggerInfo
+        from backups.target import BackupTarget
+        from local.emulator.seed import INSTANCE_PROD_DB, POLICY_DAILY
+        from settings import Settings
+        from ycloud.client import YandexCloud
+
+        settings = Settings.model_validate({"YC_API_ENDPOINT": self.emulator.url, "YC_IAM_TOKEN": self.emulator.token})
+        cloud = YandexCloud.from_settings(settings)
+        operation = cloud.backup_policies.execute(POLICY_DAILY, INSTANCE_PROD_DB, idempotency_key=str(uuid.uuid4()))
+        now = datetime.now(UTC)
+        ticket = FollowupTicket(
+            operation_id=operation.id,
+            target=BackupTarget(
+                trigger=TriggerInfo(source="bench", trigger_id="bench-followup"),
+                asked=f"computeInstanceId={INSTANCE_PROD_DB}",
+                policy_id=POLICY_DAILY,
+                compute_instance_id=INSTANCE_PROD_DB,
+            ),
+            started_at=now,
+            deadline=now + timedelta(hours=6),
+        )
+        return ticket.body()
 
     def queue_depth(self, sqs: str, name: str) -> int:
         """Messages on one of the bench queues, as the queue itself counts them."""
@@ -142,8 +179,18 @@ class BenchServers:
         env.update(extra)
         return env
 
-    def spawn(self, scenario: str, spec: dict[str, Any], env: dict[str, str], timeout: float = 240.0) -> dict[str, Any]:
-        """Run one bench.worker scenario in a fresh process; its figures (JSON)."""
+    def spawn(
+        self,
+        scenario: str,
+        spec: dict[str, Any],
+        env: dict[str, str],
+        timeout: float = 240.0,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
+        """Run one bench.worker scenario in a fresh process; its figures (JSON).
+
+        `preexec_fn` runs in the child before exec (bench.cpu: join a CPU quota for the whole process).
+        """
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
             spec_path = Path(tmp) / "spec.json"
             out_path = Path(tmp) / "out.json"
@@ -158,6 +205,7 @@ class BenchServers:
                 text=True,
                 timeout=timeout,
                 check=False,
+                preexec_fn=preexec_fn,  # one write to a cgroup file: safe between fork and exec
             )
             if done.returncode != 0 or not out_path.exists():
                 raise RuntimeError(f"bench worker {scenario!r} failed ({done.returncode}):\n{done.stderr[-3000:]}")

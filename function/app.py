@@ -1,23 +1,73 @@
 """Entry points for Yandex Cloud Functions (`app.trigger_handler`, `app.followup_handler`) and AWS Lambda.
 
-Thin on purpose: the work lives in handlers/ and is imported on the first call, so a cold start pays only for
-the path it takes.
+Cold start: a function gets a CPU share proportional to its memory (AWS Lambda: 1,769 MB is one vCPU), but
+Lambda's init phase, which loads this module, runs at full speed; only the invocation gets the share
+(docs/BENCHMARKS.md, figure 8). So this module imports, at module level, what every invocation needs: the
+handlers with the domain and the pydantic models, requests (the Yandex Cloud client), boto3 and botocore's SQS
+data (every path hands off or sends back a ticket, see `_load_sqs_data`), and the powertools Logger. Measured
+at 256 MB with 30 ms of API latency, that took a timer's first invocation from ~4 s to ~0.1 s.
+
+slack_sdk's signature check is imported here too although only Slack commands use it: the Slack ack is the one
+cold path a person waits for (Slack gives up after 3 s), and the import (~55 ms on a full core, mostly the
+slack_sdk package's web client) costs ~0.1 s inside the call at 1,024 MB, ~0.4 s at 256 MB. The other paths pay
+it once per instance, in init.
+
+Left lazy, because most invocations never need them: PyJWT and cryptography (a service-account key's token
+exchange, never on Yandex) and powertools' parameters (AWS Secrets Manager at the first start of an AWS
+instance).
+
+Nothing here reads the settings or builds a client: settings and clients are made per invocation.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import aws_lambda_powertools  # noqa: F401  (the Logger's module: every invocation logs)
+import boto3
+import botocore.config
+import botocore.session
+import handlers.slack  # noqa: F401  (handlers.http imports it on a Slack request)
+import requests  # noqa: F401  (ycloud.client and the webhook sink use it)
+import slack_sdk.signature  # noqa: F401  (security.slack checks Slack signatures with it: see above)
+from handlers.followup import handle as _followup
+from handlers.trigger import handle as _trigger
+
+import adapters.sinks
+import adapters.sqs  # noqa: F401
+import ycloud.client  # noqa: F401  (handlers.deps builds the client from it)
+
 
 def trigger_handler(event: Any, context: Any) -> Any:
     """A timer, queue message, HTTP request or direct call asking for backups: start them, hand off tickets."""
-    from handlers.trigger import handle
-
-    return handle(event, context)
+    return _trigger(event, context)
 
 
 def followup_handler(event: Any, context: Any) -> Any:
     """Follow-up tickets from the follow-up queue: check each operation, reschedule or emit its result."""
-    from handlers.followup import handle
+    return _followup(event, context)
 
-    return handle(event, context)
+
+def _load_sqs_data() -> None:
+    """Load botocore's SQS model, endpoint rules and partitions into boto3's default session, in init.
+
+    Creating the first SQS client otherwise parses them inside the invocation: ~70-90 ms of CPU on a full core,
+    ~0.5 s at 256 MB's share; with them loaded the client costs ~8 ms. This builds no client and reads no
+    credentials, region or endpoint (boto3 reads those when adapters.sqs creates the client). moto's mocks
+    replace the default session, so a mocked test gets its own session as before.
+
+    Hand-written: boto3 has no public "preload" call. Only public botocore calls are used (a `Session`, its
+    `get_service_model` and `data_loader` component), given to boto3 with `setup_default_session`.
+    """
+    session = botocore.session.get_session()
+    session.get_service_model("sqs")
+    loader = session.get_component("data_loader")
+    loader.load_service_model("sqs", "endpoint-rule-set-1")
+    loader.load_data("partitions")
+    loader.load_data("_retry")  # the "standard" retry mode's table
+    session.get_component("endpoint_resolver")
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session(botocore_session=session)
+
+
+_load_sqs_data()

@@ -41,7 +41,9 @@ FOLLOWUP_TRIGGER_NAME=${FOLLOWUP_TRIGGER_NAME:-backup-followups}
 GATEWAY_NAME=${GATEWAY_NAME:-backup-runner}
 
 RUNTIME=${RUNTIME:-python312}
-MEMORY=${MEMORY:-256m}
+MEMORY=${MEMORY:-}                                      # set: both functions get it
+TRIGGER_MEMORY=${TRIGGER_MEMORY:-${MEMORY:-1024m}}      # CPU follows memory: the Slack ack's cold start
+FOLLOWUP_MEMORY=${FOLLOWUP_MEMORY:-${MEMORY:-256m}}     # docs/DEPLOY.md, "Memory size and cost"
 TRIGGER_TIMEOUT=${TRIGGER_TIMEOUT:-120s}
 FOLLOWUP_TIMEOUT=${FOLLOWUP_TIMEOUT:-60s}
 MIN_LOG_LEVEL=${MIN_LOG_LEVEL:-info}
@@ -252,7 +254,7 @@ secret_flag() { printf 'environment-variable=%s,id=%s,version-id=%s,key=%s' "$1"
 common_flags+=(
   --secret "$(secret_flag AWS_ACCESS_KEY_ID)"
   --secret "$(secret_flag AWS_SECRET_ACCESS_KEY)"
-  --runtime "$RUNTIME" --memory "$MEMORY" --source-path "$PACKAGE"
+  --runtime "$RUNTIME" --source-path "$PACKAGE"
   --service-account-id "$SA_ID" --min-log-level "$MIN_LOG_LEVEL"
   --metadata-options aws-v1-http-endpoint=disabled
 )
@@ -262,11 +264,13 @@ while IFS= read -r line; do trigger_flags+=("$line"); done < <(env_flag REQUEST_
 followup_flags=("${common_flags[@]}")
 while IFS= read -r line; do followup_flags+=("$line"); done < <(env_flag FOLLOWUP_DLQ_URL "$FOLLOWUP_DLQ_URL")
 ycf serverless function version create --function-name "$TRIGGER_FUNCTION" \
-  --entrypoint app.trigger_handler --execution-timeout "$TRIGGER_TIMEOUT" "${trigger_flags[@]}" \
+  --entrypoint app.trigger_handler --execution-timeout "$TRIGGER_TIMEOUT" --memory "$TRIGGER_MEMORY" \
+  "${trigger_flags[@]}" \
   --secret "$(secret_flag WEBHOOK_SECRET)" --secret "$(secret_flag SLACK_SIGNING_SECRET)" \
   --secret "$(secret_flag HANDOFF_SECRET)" >/dev/null
 ycf serverless function version create --function-name "$FOLLOWUP_FUNCTION" \
-  --entrypoint app.followup_handler --execution-timeout "$FOLLOWUP_TIMEOUT" "${followup_flags[@]}" \
+  --entrypoint app.followup_handler --execution-timeout "$FOLLOWUP_TIMEOUT" --memory "$FOLLOWUP_MEMORY" \
+  "${followup_flags[@]}" \
   --secret "$(secret_flag HANDOFF_SECRET)" >/dev/null
 
 # ----------------------------------------------------------------------------- 5. triggers

@@ -1,4 +1,4 @@
-"""When to look at a running operation again: `next_delay`, and `simulate_polls` to measure the schedule.
+"""When to look at a running operation again: `next_delay` (bench/simulate.py replays it to measure it).
 
 Goal: a 2-hour backup costs at most 12 `Operation.Get` calls, and its end is noticed within 10% of its duration.
 A fixed geometric schedule cannot do both (12 polls over 2 hours need a growth ratio near 1.45, so up to ~45%
@@ -10,7 +10,10 @@ How a delay is chosen, `elapsed` being the time since the operation started (`ti
 1. Readings: the last `WINDOW` progress readings kept on the ticket plus the current one; the start counts as a
    0% reading while the window holds fewer than three. Whole-percent readings are taken as rounded (every
    difference may be off by one point).
-2. No usable progress (absent, 0, or not moving over the window): geometric, next check at `elapsed * GROWTH`.
+2. No usable progress (absent, 0, or not moving over the window): geometric, next check at `elapsed * GROWTH`;
+   after the first check (the early one that catches a backup failing at once) at `elapsed * FIRST_GROWTH`.
+   Whole-percent progress reads 0 for the first 72 s of a 2-hour run: checks at 30, 60 and 87 s see the first
+   percent by the third check, where 30, 44, 64 and 93 s needed four, and the fourth was the 13th poll.
 3. Otherwise two times are estimated: `remaining` from the average rate over the window (the best guess) and
    `earliest`, the soonest the operation could end if its rate grew `RATE_HEADROOM` past the fastest rate the
    readings allow. The check is aimed `AIM_FACTOR` past `remaining`, but never later than `earliest` plus
@@ -26,42 +29,44 @@ How a delay is chosen, `elapsed` being the time since the operation started (`ti
    most the configured maximum and the queue's 900-second limit, and at most `DEADLINE_GRACE_SECONDS` past the
    ticket's deadline (the check after the deadline ends the ticket as timed out).
 
-Simulated with the default settings (first check at 30 s, delays 10..900 s), worst case over 30 seeds for noisy:
+Simulated with the default settings (first check at 30 s, delays 10..900 s), worst case over 30 seeds for noisy
+(`make bench`, figure 5, prints the same table):
 
     progress       1 minute               10 minutes             2 hours
-    linear         3 polls, lag  2 s      5 polls, lag  3 s      11 polls, lag  19 s (0.3%)
-    integer        3 polls, lag  2 s      5 polls, lag  5 s      13 polls, lag  75 s (1.0%)
-    noisy          3 polls, lag  7 s      7 polls, lag 29 s      12 polls, lag 355 s (4.9%)
-    startup        3 polls, lag  4 s      9 polls, lag  3 s      18 polls, lag  35 s (0.5%)
-    jumps          3 polls, lag  6 s      7 polls, lag 46 s      18 polls, lag 428 s (5.9%)
-    accelerating   2 polls, lag  0 s      6 polls, lag 29 s      18 polls, lag 331 s (4.6%)
-    none           3 polls, lag  4 s      9 polls, lag  1 s      19 polls, lag 861 s (12.0%)
+    linear         3 polls, lag  2 s      5 polls, lag   3 s     11 polls, lag  19 s (0.3%)
+    integer        3 polls, lag  2 s      5 polls, lag   5 s     12 polls, lag  34 s (0.5%)
+    noisy          3 polls, lag  7 s      7 polls, lag  29 s     12 polls, lag 355 s (4.9%)
+    startup        3 polls, lag  4 s      8 polls, lag   5 s     17 polls, lag  13 s (0.2%)
+    jumps          3 polls, lag  6 s      6 polls, lag  15 s     17 polls, lag 343 s (4.8%)
+    accelerating   2 polls, lag  0 s      4 polls, lag  11 s     17 polls, lag 280 s (3.9%)
+    none           2 polls, lag  0 s      9 polls, lag 223 s     18 polls, lag 712 s (9.9%)
 
-Limits, on purpose: with whole-percent readings the first percent of a 2-hour run takes 72 s, and the lone
-reading "1%" after a few "0%" looks exactly like a short run after a start-up phase; the schedule steps
-cautiously there and pays a 13th poll rather than a late check on short runs. Without progress the lag is the
-geometric one (up to 45% of the elapsed time while delays are short, at most 900 s later on). Under a minute,
-the minimum delay (10 s) dominates the lag.
+Every whole-percent or noisy backup from 50 minutes to 2 hours costs at most 12 polls with a lag under 10%.
+
+Limits, on purpose: with whole-percent readings the lone reading "1%" after a few "0%" looks exactly like a
+short run after a start-up phase (0, 0, 0, 1 at 30, 44, 64, 93 s fits a 2-hour linear run and a 10-minute run
+that idles for 85 s), so the step after it stays short (the start-up protection of point 4). Without progress
+the lag is the geometric one: a backup ending between the first and second check is seen up to one first delay
+(30 s) late, later up to 45% of the elapsed time while delays are short, at most 900 s. Under a minute, the
+minimum delay (10 s) dominates the lag.
 """
 
 from __future__ import annotations
 
 import math
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from backups.handoff import FollowupTicket, ProgressSample
-from backups.models import TriggerInfo
-from backups.target import BackupTarget
 
 if TYPE_CHECKING:
     from settings import Settings
 
 QUEUE_MAX_DELAY_SECONDS = 900  # SQS / Yandex Message Queue DelaySeconds limit
 GROWTH = 1.45  # no usable progress: next check at elapsed * GROWTH (lag at most 45% of the elapsed time)
+FIRST_GROWTH = 2.0  # ... except after the first check: the second one comes at twice its elapsed time
 FLOOR_FRACTION = 0.05  # never check again sooner than 5% of the elapsed time (bounds polls near the end)
 AIM_FACTOR = 1.03  # aim 3% past the estimated remaining time ...
 AIM_PAD_SECONDS = 1.0  # ... and a second more, so rounding never lands just before it
@@ -186,7 +191,7 @@ def next_delay(ticket: FollowupTicket, now: datetime, progress: float | None, se
         samples = record_progress(ticket, now, progress)
         estimate = estimate_remaining([((s.at - ticket.started_at).total_seconds(), s.percent) for s in samples])
     if estimate is None:
-        delay = (GROWTH - 1.0) * elapsed
+        delay = ((FIRST_GROWTH if ticket.attempt == 0 else GROWTH) - 1.0) * elapsed
     else:
         aim = estimate.remaining * AIM_FACTOR + AIM_PAD_SECONDS
         safe = estimate.earliest + LAG_BUDGET * (elapsed + estimate.earliest)
@@ -214,87 +219,3 @@ def _clamp(delay: float, settings: Settings) -> int:
     upper = min(settings.followup_max_delay_seconds, QUEUE_MAX_DELAY_SECONDS)
     lower = min(max(settings.followup_min_delay_seconds, 1), upper)
     return int(min(max(math.ceil(delay), lower), upper))
-
-
-# --- the simulator ---------------------------------------------------------------------------------------------
-
-ProgressMode = Literal["linear", "integer", "noisy", "startup", "jumps", "accelerating", "none"]
-PROGRESS_MODES: tuple[ProgressMode, ...] = ("linear", "integer", "noisy", "startup", "jumps", "accelerating", "none")
-
-
-def progress_curve(duration_s: float, mode: str, *, seed: int = 0) -> Callable[[float], float | None]:
-    """What the virtual operation reports as progressPercentage `t` seconds after its start.
-
-    - linear: exact, 100 * t / duration
-    - integer: linear, rounded down to whole percent
-    - noisy: the rate varies +-40% between 20 stretches of the run (seeded), one decimal
-    - startup: 0% for the first 15% of the run, then linear, whole percent
-    - jumps: linear but reported in steps of 10 points (0, 10, 20 ...)
-    - accelerating: 100 * (t / duration)^2 (slow start, fast end), whole percent
-    - none: never reported
-    """
-    d = float(duration_s)
-    if mode == "linear":
-        return lambda t: 100.0 * t / d
-    if mode == "integer":
-        return lambda t: float(math.floor(100.0 * t / d))
-    if mode == "noisy":
-        rng = random.Random(seed)
-        weights = [rng.uniform(0.6, 1.4) for _ in range(20)]
-        total = sum(weights)
-        cumulative = [0.0]
-        for w in weights:
-            cumulative.append(cumulative[-1] + w / total)
-
-        def noisy(t: float) -> float:
-            x = min(max(t / d, 0.0), 1.0) * 20
-            i = min(int(x), 19)
-            share = cumulative[i] + (cumulative[i + 1] - cumulative[i]) * (x - i)
-            return math.floor(1000.0 * share) / 10.0
-
-        return noisy
-    if mode == "startup":
-        return lambda t: float(math.floor(max(0.0, (t / d - 0.15) / 0.85) * 100.0))
-    if mode == "jumps":
-        return lambda t: float(math.floor(10.0 * t / d) * 10)
-    if mode == "accelerating":
-        return lambda t: float(math.floor(100.0 * (t / d) ** 2))
-    if mode == "none":
-        return lambda t: None
-    raise ValueError(f"unknown progress mode {mode!r}; expected one of {', '.join(PROGRESS_MODES)}")
-
-
-def simulate_polls(duration_s: float, progress_mode: str, settings: Settings, *, seed: int = 0) -> tuple[int, float]:
-    """Follow a virtual operation that finishes `duration_s` after it starts with this schedule.
-
-    Returns `(polls, lag_s)`: the number of `Operation.Get` calls (the first one at the first delay, the last
-    one seeing `done`), and how long after the real finish the end was noticed.
-    """
-    curve = progress_curve(duration_s, progress_mode, seed=seed)
-    start = datetime(2025, 1, 1, tzinfo=UTC)
-    ticket = FollowupTicket(
-        operation_id="op",
-        target=BackupTarget(
-            trigger=TriggerInfo(source="direct", trigger_id="simulation"),
-            asked="computeInstanceId=instance",
-            policy_id="policy",
-            compute_instance_id="instance",
-        ),
-        started_at=start,
-        deadline=start + timedelta(seconds=settings.followup_deadline_seconds),
-    )
-    t = float(first_delay(settings))
-    polls = 0
-    while True:
-        polls += 1
-        if t >= duration_s:
-            return polls, t - duration_s
-        now = start + timedelta(seconds=t)
-        if now > ticket.deadline:
-            return polls, math.inf
-        percent = curve(t)
-        delay = next_delay(ticket, now, percent, settings)
-        ticket = ticket.model_copy(
-            update={"attempt": ticket.attempt + 1, "progress": record_progress(ticket, now, percent)}
-        )
-        t += delay

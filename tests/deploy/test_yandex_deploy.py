@@ -332,9 +332,9 @@ def test_function_versions(deployed: dict[str, Any]) -> None:
     assert trigger["--entrypoint"] == ["app.trigger_handler"]
     assert followup["--entrypoint"] == ["app.followup_handler"]
     assert trigger["--execution-timeout"] == ["120s"] and followup["--execution-timeout"] == ["60s"]
+    assert trigger["--memory"] == ["1024m"] and followup["--memory"] == ["256m"]  # docs/DEPLOY.md: memory and cost
     for version in (trigger, followup):
         assert version["--runtime"] == ["python312"]
-        assert version["--memory"] == ["256m"]
         assert version["--service-account-id"] == ["account-backup-runner"]
         assert version["--source-path"] == [str(deployed["package"])]
         environment = dict(e.strip('"').replace('""', '"').split("=", 1) for e in version["--environment"])
