@@ -7,10 +7,8 @@ handlers with the domain and the pydantic models, requests (the Yandex Cloud cli
 data (every path hands off or sends back a ticket, see `_load_sqs_data`), and the powertools Logger. Measured
 at 256 MB with 30 ms of API latency, that took a timer's first invocation from ~4 s to ~0.1 s.
 
-slack_sdk's signature check is imported here too although only Slack commands use it: the Slack ack is the one
-cold path a person waits for (Slack gives up after 3 s), and the import (~55 ms on a full core, mostly the
-slack_sdk package's web client) costs ~0.1 s inside the call at 1,024 MB, ~0.4 s at 256 MB. The other paths pay
-it once per instance, in init.
+The Slack signature is checked with the standard library (security.slack): slack_sdk, whose import cost the cold
+Slack ack ~0.1 s at 1,024 MB, is no longer a runtime dependency.
 
 Left lazy, because most invocations never need them: PyJWT and cryptography (a service-account key's token
 exchange, never on Yandex) and powertools' parameters (AWS Secrets Manager at the first start of an AWS
@@ -29,7 +27,6 @@ import botocore.config
 import botocore.session
 import handlers.slack  # noqa: F401  (handlers.http imports it on a Slack request)
 import requests  # noqa: F401  (ycloud.client and the webhook sink use it)
-import slack_sdk.signature  # noqa: F401  (security.slack checks Slack signatures with it: see above)
 from handlers.followup import handle as _followup
 from handlers.trigger import handle as _trigger
 

@@ -43,11 +43,15 @@ MAX_SIGNATURE_HEADER = 1024  # characters
 _V1_RE = re.compile(r"v1=([0-9a-fA-F]{64})", re.ASCII)
 
 
+def hmac_hex(secret: str | bytes, message: bytes) -> str:
+    """The project's one HMAC: hex HMAC-SHA256 of `message` under `secret` (every scheme below builds on it)."""
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
 def signature_hex(secret: str | bytes, timestamp: int | str, message: bytes | str) -> str:
     """The hex HMAC-SHA256 of f"{timestamp}.{message}" under `secret` (without the `v1=` prefix)."""
-    key = secret.encode("utf-8") if isinstance(secret, str) else secret
-    signed = str(timestamp).encode("ascii") + b"." + as_bytes(message)
-    return hmac.new(key, signed, hashlib.sha256).hexdigest()
+    return hmac_hex(secret, str(timestamp).encode("ascii") + b"." + as_bytes(message))
 
 
 def sign(secret: str | bytes, timestamp: int | str, message: bytes | str) -> str:

@@ -1,13 +1,17 @@
 """Slack's v0 request signature: `X-Slack-Signature: v0=<hex HMAC-SHA256(signing secret,
 "v0:<X-Slack-Request-Timestamp>:<raw body>")>`, the timestamp within 5 minutes.
 
-The HMAC itself is slack_sdk's `SignatureVerifier` (the maintained implementation of Slack's rule); the header
-shapes are checked here first, so that odd input only ever yields 401. slack_sdk is imported when a Slack request
-is verified, not when this module is: the other routes never pay its import (cold start).
+The HMAC is the project's one signer (security.hmac_v1.hmac_hex) over Slack's documented base string
+(https://api.slack.com/authentication/verifying-requests-from-slack), compared in constant time against every
+configured secret (rotation). slack_sdk's `SignatureVerifier` was used here before; it costs ~55 ms of import on the
+cold Slack ack (docs/BENCHMARKS.md, figure 8) for four lines of hashing, so it is now the tests' oracle instead
+(tests/unit/test_security_slack.py checks that both agree). The header shapes are checked first, so that odd input
+only ever yields 401.
 """
 
 from __future__ import annotations
 
+import hmac
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -15,6 +19,7 @@ from typing import Any
 
 from security import common
 from security.common import DEFAULT_MAX_BODY_BYTES, Now, Unauthorized
+from security.hmac_v1 import hmac_hex
 
 SLACK_SIGNATURE_HEADER = "x-slack-signature"
 SLACK_TIMESTAMP_HEADER = "x-slack-request-timestamp"
@@ -51,17 +56,11 @@ def verify_slack(
     except UnicodeDecodeError:
         raise Unauthorized("the body is not UTF-8, so it is not a signed Slack request") from None
 
-    from slack_sdk.signature import Clock, SignatureVerifier
-
-    class _FrozenClock(Clock):
-        def now(self) -> float:
-            return current
-
-    try:
-        verifier = SignatureVerifier(signing_secret=secrets[0], clock=_FrozenClock())
-        valid = verifier.is_valid(body=body, timestamp=str(ts), signature=signature.lower())
-    except (ValueError, TypeError):  # defensive: inputs are pre-checked, so this should not happen
-        valid = False
+    base = b"v0:" + str(ts).encode("ascii") + b":" + body
+    given = signature.lower().encode("ascii")
+    valid = False
+    for candidate in secrets:  # no early exit: the time taken does not depend on which secret matched
+        valid |= hmac.compare_digest(("v0=" + hmac_hex(candidate, base)).encode("ascii"), given)
     if not valid:
         raise Unauthorized("the X-Slack-Signature does not match the body and timestamp")
     return ts

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from security.common import PayloadTooLarge, Unauthorized
 from security.slack import verify_slack
@@ -232,3 +234,45 @@ class TestResponseUrl:
         assert is_slack_url(RESPONSE_URL)
         for url in REFUSED_URLS:
             assert not is_slack_url(url), url
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    secret=st.text(min_size=1, max_size=40).filter(str.strip),
+    body=st.binary(max_size=300).filter(lambda b: _utf8(b)),
+    offset=st.integers(-400, 400),
+    tamper=st.booleans(),
+)
+def test_verify_slack_agrees_with_slack_sdk(secret: str, body: bytes, offset: int, tamper: bool) -> None:
+    """The standard-library check against the maintained implementation (slack_sdk, a test-only dependency)."""
+    from slack_sdk.signature import Clock, SignatureVerifier
+
+    class Frozen(Clock):
+        def now(self) -> float:
+            return float(TS)
+
+    signature = slack_signature(secret, TS + offset, body)
+    if tamper:
+        signature = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+    oracle = SignatureVerifier(signing_secret=secret, clock=Frozen()).is_valid(
+        body=body, timestamp=str(TS + offset), signature=signature
+    )
+    try:
+        verify_slack(headers(TS + offset, signature), body, secret, now=TS)
+        ours = True
+    except Unauthorized:
+        ours = False
+    assert ours == oracle
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def test_a_rotated_secret_verifies_with_either_value() -> None:
+    sig = slack_signature("new-secret", TS, BODY)
+    assert verify_slack(headers(TS, sig), BODY, ["old-secret", "new-secret"], now=TS) == TS
