@@ -13,8 +13,8 @@ API calls (every one a proto-valid form of its RPC):
   read with `compute.get`; several ids without a folder: `compute.get` per id.
 - policy by name: `backup_policies.list(folder_id=...)` once per folder.
 - policy applied (no policy given): one instance: `backup_policies.list(compute_instance_id=...)` (the policies
-  applied to it); several: `backup_policies.list(folder_id=...)` once per folder, then the applications of each
-  policy. `ListApplications` takes exactly one of policy, folder or instance in a `oneof`, and only the policy form
+  applied to it; one is taken as it is, several are told apart by their applications); several:
+  `backup_policies.list(folder_id=...)` once per folder, then the applications of each policy. `ListApplications` takes exactly one of policy, folder or instance in a `oneof`, and only the policy form
   has a REST path, so that is the only form used.
 - the precondition (the policy is applied and not still being applied): `list_applications(policy_id=...,
   showProcessing=true)` once per policy.
@@ -312,6 +312,10 @@ class Resolver:
         try:
             if single or not t.folder_id:
                 candidates = self.policies_applied_to(iid)
+                if len(candidates) == 1:
+                    # The service names the one policy applied to it: Execute checks the rest (an apply still in
+                    # progress then fails its precondition), and the chat ack saves a round trip.
+                    return Planned(target=t.model_copy(update={"policy_id": candidates[0].id}))
             else:
                 candidates = self.policies_in_folder(t.folder_id)
             applied = [p for p in candidates if any(not a.is_processing for a in self.applications(p.id, iid))]

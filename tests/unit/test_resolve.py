@@ -449,11 +449,8 @@ def test_no_policy_one_instance_lists_the_policies_applied_to_it(cloud: FakeClou
     cloud.apply_now(p.id, vm.id)
     res = resolve(Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(computeInstanceId=vm.id))
     assert [(t.compute_instance_id, t.policy_id) for t in res.targets] == [(vm.id, p.id)]
-    assert _policy_lookups(cloud) == [
-        ("policies.list", {"folder_id": None, "compute_instance_id": vm.id}),
-        ("policies.list_applications", {"policy_id": p.id, "show_processing": True}),
-    ]
-    assert cloud.calls == 3  # compute.get, the policies applied to the instance, that policy's applications
+    assert _policy_lookups(cloud) == [("policies.list", {"folder_id": None, "compute_instance_id": vm.id})]
+    assert cloud.calls == 2  # compute.get and the policies applied to the instance: one, so Execute checks the rest
 
 
 def test_no_policy_by_name_one_match_lists_the_policies_applied_to_it(cloud: FakeCloud) -> None:
@@ -463,11 +460,8 @@ def test_no_policy_by_name_one_match_lists_the_policies_applied_to_it(cloud: Fak
     cloud.apply_now(p.id, vm.id)
     res = resolve(Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(instanceName="db-1"))
     assert [(t.compute_instance_id, t.policy_id) for t in res.targets] == [(vm.id, p.id)]
-    assert _policy_lookups(cloud) == [
-        ("policies.list", {"folder_id": None, "compute_instance_id": vm.id}),
-        ("policies.list_applications", {"policy_id": p.id, "show_processing": True}),
-    ]
-    assert cloud.calls == 3  # the filtered instance listing, then as for one instance
+    assert _policy_lookups(cloud) == [("policies.list", {"folder_id": None, "compute_instance_id": vm.id})]
+    assert cloud.calls == 2  # the filtered instance listing, then as for one instance
 
 
 def test_no_policy_label_selector_lists_folder_policies_once_and_each_policy_applications(cloud: FakeCloud) -> None:
@@ -546,3 +540,12 @@ def test_transient_applications_listing_is_request_level(cloud: FakeCloud) -> No
     cloud.fail("policies.list_applications", CloudError(8, "slow down"))
     with pytest.raises(CloudUnavailable):
         resolve(Resolver(cloud, settings()), req(computeInstanceId=vm.id, policyId=p.id))
+
+
+def test_no_policy_one_instance_with_two_applied_tells_them_apart_by_their_applications(cloud: FakeCloud) -> None:
+    daily, weekly = cloud.add_policy("daily"), cloud.add_policy("weekly")
+    vm = cloud.add_instance()
+    cloud.apply_now(daily.id, vm.id)
+    cloud.apply_now(weekly.id, vm.id, processing=True)  # still being applied: not a choice yet
+    res = resolve(Resolver(cloud, settings(FOLDER_ID=FOLDER)), req(computeInstanceId=vm.id))
+    assert [(t.compute_instance_id, t.policy_id) for t in res.targets] == [(vm.id, daily.id)]
