@@ -14,7 +14,8 @@ API calls (every one a proto-valid form of its RPC):
 - policy by name: `backup_policies.list(folder_id=...)` once per folder.
 - policy applied (no policy given): one instance: `backup_policies.list(compute_instance_id=...)` (the policies
   applied to it; one is taken as it is, several are told apart by their applications); several:
-  `backup_policies.list(folder_id=...)` once per folder, then the applications of each policy. `ListApplications` takes exactly one of policy, folder or instance in a `oneof`, and only the policy form
+  `backup_policies.list(folder_id=...)` once per folder, then the applications of each policy.
+  `ListApplications` takes exactly one of policy, folder or instance in a `oneof`, and only the policy form
   has a REST path, so that is the only form used.
 - the precondition (the policy is applied and not still being applied): `list_applications(policy_id=...,
   showProcessing=true)` once per policy.
