@@ -3,8 +3,9 @@
 Cold start: a function gets a CPU share proportional to its memory (AWS Lambda: 1,769 MB is one vCPU), but
 Lambda's init phase, which loads this module, runs at full speed; only the invocation gets the share
 (docs/BENCHMARKS.md, figure 8). So this module imports, at module level, what every invocation needs: the
-handlers with the domain and the pydantic models, requests (the Yandex Cloud client), boto3 and botocore's SQS
-data (every path hands off or sends back a ticket, see `_load_sqs_data`), and the powertools Logger. Measured
+handlers with the domain and the pydantic models, requests (the Yandex Cloud client), botocore and its SQS
+data (every path hands off or sends back a ticket: adapters.sqs.preload), and the powertools Logger. boto3 is not
+imported at all on these paths (adapters.sqs says why). Measured
 at 256 MB with 30 ms of API latency, that took a timer's first invocation from ~4 s to ~0.1 s.
 
 The Slack signature is checked with the standard library (security.slack): slack_sdk, whose import cost the cold
@@ -22,16 +23,13 @@ from __future__ import annotations
 from typing import Any
 
 import aws_lambda_powertools  # noqa: F401  (the Logger's module: every invocation logs)
-import boto3
-import botocore.config
-import botocore.session
 import handlers.slack  # noqa: F401  (handlers.http imports it on a Slack request)
 import requests  # noqa: F401  (ycloud.client and the webhook sink use it)
 from handlers.followup import handle as _followup
 from handlers.trigger import handle as _trigger
 
 import adapters.sinks
-import adapters.sqs  # noqa: F401
+import adapters.sqs
 import ycloud.client  # noqa: F401  (handlers.deps builds the client from it)
 
 
@@ -45,26 +43,4 @@ def followup_handler(event: Any, context: Any) -> Any:
     return _followup(event, context)
 
 
-def _load_sqs_data() -> None:
-    """Load botocore's SQS model, endpoint rules and partitions into boto3's default session, in init.
-
-    Creating the first SQS client otherwise parses them inside the invocation: ~70-90 ms of CPU on a full core,
-    ~0.5 s at 256 MB's share; with them loaded the client costs ~8 ms. This builds no client and reads no
-    credentials, region or endpoint (boto3 reads those when adapters.sqs creates the client). moto's mocks
-    replace the default session, so a mocked test gets its own session as before.
-
-    Hand-written: boto3 has no public "preload" call. Only public botocore calls are used (a `Session`, its
-    `get_service_model` and `data_loader` component), given to boto3 with `setup_default_session`.
-    """
-    session = botocore.session.get_session()
-    session.get_service_model("sqs")
-    loader = session.get_component("data_loader")
-    loader.load_service_model("sqs", "endpoint-rule-set-1")
-    loader.load_data("partitions")
-    loader.load_data("_retry")  # the "standard" retry mode's table
-    session.get_component("endpoint_resolver")
-    if boto3.DEFAULT_SESSION is None:
-        boto3.setup_default_session(botocore_session=session)
-
-
-_load_sqs_data()
+adapters.sqs.preload()  # botocore's SQS data, parsed in init (adapters.sqs)
