@@ -243,12 +243,13 @@ def emit_failed(failed: list[Failed], ports: Ports, reply_to: ReplyTarget | None
     if not failed:
         return
     sinks = ports.sinks(reply_to)
-    for f in failed:
+    failing: set[str] = set()
+    for f in failed:  # every target gets its chance, even after one result was not taken
         event = failed_start_event(f, source=ports.settings.result_event_source)
-        emitted = emit_result(event, sinks, ports.settings, ports.metrics)
-        if not emitted.ok:
-            # The result must not be lost: ask for the trigger again (same keys, same event id).
-            raise RedeliveryRequested(f"result sinks failed: {sorted(emitted.failed)}")
+        failing |= set(emit_result(event, sinks, ports.settings, ports.metrics).failed)
+    if failing:
+        # The results must not be lost: ask for the trigger again (same keys, same event ids: duplicates drop).
+        raise RedeliveryRequested(f"result sinks failed: {sorted(failing)}")
 
 
 def emit_request_failure(

@@ -1,5 +1,5 @@
 """A dry run's plan flags what would fail (issue 12 item 5): agent offline, not registered, policy not applied;
-and a dry run emits no result event to any sink."""
+a dry run emits no result event to any sink; and the results of targets that cannot start (run.emit_failed)."""
 
 from __future__ import annotations
 
@@ -81,3 +81,34 @@ def test_a_dry_run_that_cannot_start_emits_nothing() -> None:
     with pytest.raises(NothingMatched):
         dry_run(cloud, {"instanceName": "ghost", "policyId": policy})
     assert SINK.events == []
+
+
+def test_every_target_that_cannot_start_gets_its_result_tried_even_after_a_sink_failed() -> None:
+    # review finding: the first sink failure used to skip the results of the remaining targets
+    import pytest
+
+    from backups.errors import RedeliveryRequested
+    from backups.ports import SinkError
+
+    class FailsOnce(RecordingSink):
+        def emit(self, event: Any) -> None:
+            if not self.events and not getattr(self, "failed_once", False):
+                self.failed_once = True
+                raise SinkError("hiccup")
+            super().emit(event)
+
+    cloud = FakeCloud()
+    policy = cloud.add_policy("daily", folder_id=FOLDER)
+    ids = [cloud.add_instance(folder_id=FOLDER).id for _ in range(3)]  # none has the policy applied
+    sink = FailsOnce()
+    ports = Ports(
+        cloud=cloud,
+        settings=Settings.model_validate({"FOLDER_ID": FOLDER}),
+        queue=FakeQueue(),
+        sinks=lambda reply_to: [sink],
+        clock=FakeClock(),
+    )
+    body = json.dumps({"computeInstanceIds": ids, "policyId": policy.id})
+    with pytest.raises(RedeliveryRequested):
+        run_request(body, TriggerInfo(source="direct", trigger_id="t1"), ports)
+    assert sorted(e.data.compute_instance_id for e in sink.events) == sorted(ids[1:])
