@@ -66,6 +66,12 @@ class StartReport:
     def skipped(self) -> list[Skipped]:
         return self._of(Skipped)
 
+    def replace_planned(self, new: list[Outcome]) -> None:
+        """Put `new` in the places of the planned outcomes, one each, in the targets' order (what executing or
+        flagging them made of them)."""
+        replacements = iter(new)
+        self.outcomes = [next(replacements) if isinstance(o, Planned) else o for o in self.outcomes]
+
     def counts(self) -> dict[str, int]:
         return {
             "started": len(self.started),

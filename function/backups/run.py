@@ -111,8 +111,7 @@ def start_backups(
         for p in planned:
             check(p.target)
     if dry_run:
-        flagged = iter(preflight.flag(planned, cloud))
-        report.outcomes = [next(flagged) if isinstance(o, Planned) else o for o in outcomes]
+        report.replace_planned(list(preflight.flag(planned, cloud)))
         return report
     if not planned:
         return report
@@ -137,8 +136,7 @@ def start_backups(
     attempts = execute_all(planned, cloud=cloud, settings=settings, clock=clock, sleep=sleep)
     for attempt in attempts:
         _log_outcome(attempt, trigger)
-    started = iter(attempts)
-    report.outcomes = [next(started) if isinstance(o, Planned) else o for o in outcomes]
+    report.replace_planned(list(attempts))
     if report.started and (not settings.followup_queue_url or queue is None):
         log.error("no FOLLOWUP_QUEUE_URL: started operations will not be followed", extra=_ids(trigger))
         return report

@@ -26,10 +26,6 @@ NOT_FOUND_CODES = frozenset({3, 5, 7})  # INVALID_ARGUMENT, NOT_FOUND, PERMISSIO
 RETRY_AFTER = "10"
 
 
-def is_execute_operation(operation: Operation) -> bool:
-    return operation.is_execute
-
-
 def status_body(operation: Operation) -> dict[str, Any]:
     """The reply for an Execute operation (see the module docstring)."""
     meta = operation.metadata
@@ -69,7 +65,7 @@ def handle_status(invocation: Invocation, operation_id: str, context: Any, deps:
                 invocation, 503, "CLOUD_UNAVAILABLE", f"{exc.name}: {exc.message}", **{"Retry-After": RETRY_AFTER}
             )
         return _error(invocation, 502, "CLOUD_FAILED", f"{exc.name}: {exc.message}")
-    if operation.id != operation_id or not is_execute_operation(operation):
+    if operation.id != operation_id or not operation.is_execute:
         log.info("status: not an Execute operation")
         return _error(invocation, 404, "NOT_FOUND", not_found)
     return http_reply(invocation, 200, status_body(operation))
