@@ -20,13 +20,16 @@ class Received:
 
 
 class Receiver:
-    """Records every POST. Answers the scripted `statuses` first, then `always` if set, else `status` (200)."""
+    """Records every POST. Answers the scripted `answers` (status, JSON body) first, then the scripted `statuses`,
+    then `always` if set, else `status` (200); the body is `default_answer` as JSON when set, else ok/nope."""
 
-    def __init__(self) -> None:
+    def __init__(self, default_answer: Any = None) -> None:
         self.requests: list[Received] = []
+        self.answers: list[tuple[int, Any]] = []
         self.statuses: list[int] = []
         self.always: int | None = None
         self.status = 200
+        self.default_answer = default_answer
         self._lock = threading.Lock()
         owner = self
 
@@ -36,9 +39,11 @@ class Receiver:
                 body = self.rfile.read(length)
                 with owner._lock:
                     owner.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                    status = owner.always or (owner.statuses.pop(0) if owner.statuses else owner.status)
-                payload = b"ok" if status == 200 else b"nope"
+                    status, answer = owner._answer()
+                payload = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
                 self.send_response(status)
+                if not isinstance(answer, bytes):
+                    self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -50,6 +55,14 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def _answer(self) -> tuple[int, Any]:
+        if self.answers:
+            return self.answers.pop(0)
+        status = self.always or (self.statuses.pop(0) if self.statuses else self.status)
+        if self.default_answer is not None:
+            return status, self.default_answer
+        return status, b"ok" if status == 200 else b"nope"
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import http.server
-import json
 import logging
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -25,42 +22,15 @@ TOKEN = "t1.9euelZqSecretIamToken"
 FLUSHED_AT = datetime(2026, 11, 27, 4, 0, tzinfo=UTC)
 
 
-class Monitoring:
+class Monitoring(Receiver):
     """A loopback stand-in for the write endpoint: records each request, answers the scripted (status, body)."""
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.answers: list[tuple[int, Any]] = []
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                owner.requests.append(
-                    {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
-                )
-                status, answer = owner.answers.pop(0) if owner.answers else (200, {"writtenMetricsCount": "99"})
-                payload = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        super().__init__(default_answer={"writtenMetricsCount": "99"})
 
     def body(self, i: int = -1) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads(self.requests[i]["body"])
+        loaded: dict[str, Any] = self.requests[i].json()
         return loaded
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture()
@@ -90,11 +60,11 @@ def test_success_flow_is_one_write_with_the_documented_shape(monitoring: Monitor
     rec.record_result(succeeded(minutes=90))
     rec.flush()
     [request] = monitoring.requests
-    url = urlsplit(request["path"])
+    url = urlsplit(request.path)
     assert url.path == "/monitoring/v2/data/write"
     assert parse_qs(url.query) == {"folderId": ["b1gfolder"], "service": ["custom"]}
-    assert request["headers"]["authorization"] == f"Bearer {TOKEN}"
-    assert request["headers"]["content-type"] == "application/json"
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+    assert request.headers["content-type"] == "application/json"
     body = monitoring.body()
     assert body["labels"] == {"app": "yc-backup-runner"}
     metrics = by_name(body)
@@ -171,7 +141,7 @@ def test_through_build_metrics_with_the_emulator_endpoint(monitoring: Monitoring
     rec = build_metrics(settings, platform="yandex", token=lambda: TOKEN)
     rec.record_result(failed())
     rec.flush()
-    assert parse_qs(urlsplit(monitoring.requests[0]["path"]).query)["folderId"] == ["b1gfolder"]
+    assert parse_qs(urlsplit(monitoring.requests[0].path).query)["folderId"] == ["b1gfolder"]
 
 
 # --- failures: logged once, never raised, never the token --------------------------------------------------
