@@ -231,7 +231,7 @@ def message_max_age(settings: Settings) -> timedelta:
     """The oldest a signed fan-out, retry or redelivery message may be, and how long past its deadline a follow-up
     ticket may still be read: HANDOFF_MAX_AGE_SECONDS, else longer than the longest legitimate path,
     REDELIVERY_MAX_ATTEMPTS tries, each after the largest retry delay and a visibility timeout, plus a queue's
-    dwell (defaults: 5 x (300 + 900) + 3600 = 9600 s)."""
+    dwell (defaults: 5 x (240 + 900) + 3600 = 9300 s)."""
     if settings.handoff_max_age_seconds is not None:
         return timedelta(seconds=settings.handoff_max_age_seconds)
     attempts = settings.redelivery_max_attempts
