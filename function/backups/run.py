@@ -262,6 +262,8 @@ def run_request(
         raise
     if not report.dry_run:  # a dry run reports its plan to the caller and emits nothing
         ports.metrics.record_started(len(report.started))
+        if report.queued:
+            ports.metrics.count("redeliveries", len(report.queued))  # retry messages: handed back to retry
         try:
             emit_failed(report.failed, ports, reply_to)
         except RedeliveryRequested as exc:

@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 from handlers.deps import Deps
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from backups.errors import RedeliveryRequested
 from backups.handoff import FanoutMessage, Redelivery
@@ -111,6 +114,7 @@ def test_a_timer_with_a_started_and_a_retryable_target_hands_off_the_retryable_o
     assert delay == retry_delay(1, w.settings)
     assert [t["target"]["computeInstanceId"] for t in w.tickets()] == [w.vm.id]
     assert w.sink.events == []  # no result yet for either
+    assert w.recorder.total("backups_started") == 1 and w.recorder.total("redeliveries") == 1
 
 
 def test_the_retry_message_starts_the_target_and_each_target_has_one_ticket_chain() -> None:
@@ -426,3 +430,19 @@ def test_a_timer_event_of_several_messages_without_a_key_fails_after_running_the
         w.trigger(event)
     assert [e["computeInstanceId"] for e in w.cloud.execute_log] == [w.vm.id]
     assert w.recorder.total("backups_started") == 0  # it all comes back: counted then
+
+
+@given(age=st.integers(min_value=-3600, max_value=40_000), max_age=st.integers(min_value=60, max_value=20_000))
+@hsettings(max_examples=60, deadline=None)
+def test_a_signed_message_is_read_exactly_while_it_is_young_enough(age: int, max_age: int) -> None:
+    from backups.handoff import ForgedFanout, Freshness, read_fanout
+
+    w = World()
+    now = w.clock.now()
+    body = json.loads(_fanout(w, attempt=2, issued_at=now - timedelta(seconds=age)).body())
+    fresh = Freshness(now=now, max_age=timedelta(seconds=max_age))
+    if -300 <= age <= max_age:
+        assert read_fanout(body, w.settings, fresh).attempt == 2
+    else:
+        with pytest.raises(ForgedFanout, match="refused"):
+            read_fanout(body, w.settings, fresh)
