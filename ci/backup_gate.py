@@ -265,7 +265,7 @@ class Gate:
     def run(self, body: dict) -> dict:
         outcome = self.outcome = {"correlationId": body["correlationId"], "operations": [], "failed": [], "skipped": []}
         reply = self.start(body)
-        for key in ("failed", "skipped", "plan", "retryable"):
+        for key in ("failed", "skipped", "plan", "retryable", "queued"):
             if isinstance(reply.get(key), list):
                 outcome[key] = [t for t in reply[key] if isinstance(t, dict)]
         for target in outcome["skipped"]:
@@ -337,6 +337,13 @@ class Gate:
         elif running:
             code, state = UNKNOWN, "timed_out"
             text = f"--timeout {self.args.timeout:g} s passed first; still running (they go on): " + ", ".join(running)
+        elif outcome.get("queued"):
+            code, state = UNKNOWN, "queued"
+            text = (
+                f"{len(outcome['queued'])} target(s) hit a transient error and are retried by the function itself "
+                "(queued[]): not followed here, their results come as result events: "
+                + ", ".join(describe(t) for t in outcome["queued"])
+            )
         elif fanned:
             code, state = UNKNOWN, "fanned_out"
             text = (

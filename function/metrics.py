@@ -6,7 +6,8 @@ The port is four calls, made by the handlers (see README "Operating it" for what
 - `record_result(event)`: once per result event handed to the sinks: succeeded / failed (by error code) /
   timed out, plus the backup's duration and the polls it took when the event has them.
 - `count(name, n, sink=...)`: per invocation, `"sink_failures"` (one per sink that still failed after its own
-  retries; `sink` names it) and `"redeliveries"` (messages or events given back to the platform).
+  retries; `sink` names it), `"redeliveries"` (messages or events given back to the platform) and
+  `"stale_dropped"` (follow-up tickets read long past their deadline: replays, dropped unread).
 - `record_emitted(recorder, event, report)` (a helper): after `emit_result`, the two above in one call.
 - `flush()`: once per invocation, at its end. Never raises: a metric that cannot be written is logged once and
   dropped, so metrics never fail (or redeliver) an invocation.
@@ -16,8 +17,10 @@ on Yandex Cloud; `NullRecorder` when METRICS_ENABLED is false. Dimensions stay f
 (gRPC names and our own, anything else is `OTHER`) and a sink name (`log`, `queue`, `webhook`, `chat`), never an
 instance, operation or trigger id.
 
-Delivery is at least once, so a redelivered result counts again: the figures are for alarms and trends, the
-result events are the record.
+A result is counted once: `record_emitted` counts it only when every sink took it, and the handlers wrap the
+recorder of each message in `Settled`, which holds `backups_started` and the results until the message is settled
+(`commit`) and drops them when it comes back (`discard`: the redelivery emits, and counts, them again), counting
+one event id once per invocation. A message that never settles ends in a dead-letter queue (its own alarm).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 
     from backups.models import ResultEvent
 
-Counter = Literal["sink_failures", "redeliveries"]
+Counter = Literal["sink_failures", "redeliveries", "stale_dropped"]
 # The neutral metric names; each adapter maps them to its platform's spelling (adapters.metrics).
 MetricName = Literal[
     "backups_started",
@@ -45,6 +48,7 @@ MetricName = Literal[
     "backup_polls",
     "sink_failures",
     "redeliveries",
+    "stale_dropped",
 ]
 # Label keys: bounded values only.
 ERROR_CODE = "error_code"
@@ -160,8 +164,8 @@ class BufferedRecorder:
             return
         if name == "sink_failures":
             self._add([Point("sink_failures", float(n), self._clock(), (SINK, sink_label(sink)))])
-        elif name == "redeliveries":
-            self._add([Point("redeliveries", float(n), self._clock())])
+        elif name in ("redeliveries", "stale_dropped"):
+            self._add([Point(name, float(n), self._clock())])
         else:
             self._log.warning("unknown metric counter", extra={"backend": self.backend, "counter": str(name)[:40]})
 
@@ -208,6 +212,45 @@ def record_emitted(recorder: MetricsRecorder, event: ResultEvent, report: _Emitt
         recorder.count("sink_failures", sink=sink)
     if report.ok:
         recorder.record_result(event)
+
+
+class Settled:
+    """A recorder for one message: `backups_started` and results wait until the message is settled.
+
+    `commit()` passes them on (each result event id once per invocation: `seen` is shared by the messages of one
+    invocation); `discard()` drops them, for a message that comes back (its redelivery records them again).
+    Counters (`sink_failures`, `redeliveries`, `stale_dropped`) pass at once: they count what did happen.
+    """
+
+    def __init__(self, inner: MetricsRecorder, seen: set[str] | None = None) -> None:
+        self._inner = inner
+        self._seen = seen if seen is not None else set()
+        self._started = 0
+        self._results: list[ResultEvent] = []
+
+    def record_started(self, n: int = 1) -> None:
+        self._started += max(n, 0)
+
+    def record_result(self, event: ResultEvent) -> None:
+        self._results.append(event)
+
+    def count(self, name: Counter, n: int = 1, *, sink: str | None = None) -> None:
+        self._inner.count(name, n, sink=sink)
+
+    def flush(self) -> None:
+        return None  # the invocation's recorder is flushed once, by its owner
+
+    def commit(self) -> None:
+        started, results, self._started, self._results = self._started, self._results, 0, []
+        if started:
+            self._inner.record_started(started)
+        for event in results:
+            if event.id not in self._seen:
+                self._seen.add(event.id)
+                self._inner.record_result(event)
+
+    def discard(self) -> None:
+        self._started, self._results = 0, []
 
 
 def summed(points: Iterable[Point]) -> dict[tuple[MetricName, tuple[str, str] | None], float]:

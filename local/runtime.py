@@ -245,7 +245,7 @@ def _describe_reply(reply: Any) -> str:
         return "\n".join(lines)
     if isinstance(reply, dict) and "started" in reply:
         parts = [f"started {len(reply['started'])}"]
-        parts += [f"{key} {len(reply[key])}" for key in ("skipped", "failed", "retryable") if reply.get(key)]
+        parts += [f"{key} {len(reply[key])}" for key in ("skipped", "failed", "retryable", "queued") if reply.get(key)]
         if reply.get("fannedOut"):
             parts.append(f"fanned out {reply['fannedOut']}")
         ops = ", ".join(f"{s['operationId']} on {s['computeInstanceId']}" for s in reply["started"][:5])

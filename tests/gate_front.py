@@ -57,6 +57,7 @@ class FakeFront:
     not_startable: set[str] = field(default_factory=set)  # instance ids answered as `failed` targets
     transient: dict[str, int] = field(default_factory=dict)  # instance id -> POSTs answering it as `retryable`
     fanned_out: int = 0  # > 0: answer 202 with this fannedOut and no started ids
+    queues_retryable: bool = False  # answer the retryable targets of a 202 as queued[] (the function retries them)
     faults: list[Any] = field(default_factory=list)
     retry_after: str | None = None  # sent on every status reply when set
     operations: dict[str, Operation] = field(default_factory=dict)
@@ -158,6 +159,10 @@ class FakeFront:
         if not started:
             error = {"code": "NOTHING_STARTED", "message": "no target could start: see failed[]"}
             return self._reply(h, 422, {"error": error, "failed": failed})
+        if self.queues_retryable:
+            queued = [t | {"attempt": 1, "delaySeconds": 15} for t in retryable]
+            reply = {"started": started, "failed": failed, "retryable": [], "queued": queued, "ok": False}
+            return self._reply(h, 202, reply)
         return self._reply(h, 202, {"started": started, "failed": failed, "retryable": retryable, "ok": not failed})
 
     def _get(self, h: Any, headers: dict[str, str], operation_id: str) -> None:

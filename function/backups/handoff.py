@@ -12,6 +12,13 @@
 - `Redelivery`: a request-queue message the function sends back to its own queue on Yandex (whole-batch
   redelivery would repeat its healthy neighbours), signed the same way, with the original trigger's identity
   and an attempt count.
+- A retry message (backups.retry) is a `FanoutMessage` with `attempt` set: one target that hit a transient error
+  while the rest of its request went on.
+
+Fan-out, retry and redelivery messages carry a signed `issuedAt` (the first send's time, kept by every re-send)
+and are refused past `max_age` (backups.schedule.message_max_age): a captured message cannot be replayed later.
+A message without `issuedAt` was written by the previous version: it is accepted during this release (one log
+line `undated signed message accepted`) and will be refused by the next.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from backups.models import ID_PATTERN, CamelModel, ReplyTarget, TriggerInfo
 from backups.ports import MessageQueue
 from backups.target import BackupTarget, Planned, Started
 from jsontext import NotAJsonObject, parse_json_object
+from observability import get_logger
 from security.hmac_v1 import sign
 from settings import Settings
 
@@ -191,6 +199,10 @@ class FanoutMessage(_Signed):
     target: BackupTarget
     apply_first: bool = False
     reply_to: ReplyTarget | None = None
+    # None on first fan-out messages (and so absent from their JSON: older signatures still verify)
+    attempt: int | None = Field(default=None, ge=1, le=100)  # a retry message: the how-manieth try this is
+    recheck_applied: bool | None = None  # a retry message: check the policy's application before Execute
+    issued_at: datetime | None = None  # when the first message for this target was written
 
     def planned(self) -> Planned:
         return Planned(target=self.target, apply_first=self.apply_first)
@@ -213,6 +225,7 @@ class Redelivery(_Signed):
     source: str = Field(min_length=1, max_length=64)
     attempt: int = Field(ge=1, le=100)
     request: str = Field(max_length=QUEUE_BODY_LIMITS["yandex"])  # the original body, as it came
+    issued_at: datetime | None = None  # when the first one was sent back (kept by later ones)
 
 
 def handoff_key(settings: Settings) -> str | None:
@@ -220,15 +233,45 @@ def handoff_key(settings: Settings) -> str | None:
     return secret.get_secret_value() if secret is not None else None
 
 
-def fanout_bodies(planned: list[Planned], key: str, reply_to: ReplyTarget | None) -> list[str]:
+def fanout_bodies(planned: list[Planned], key: str, reply_to: ReplyTarget | None, issued_at: datetime) -> list[str]:
     return [
-        FanoutMessage(target=p.target, apply_first=p.apply_first, reply_to=reply_to).signed(key).body() for p in planned
+        FanoutMessage(target=p.target, apply_first=p.apply_first, reply_to=reply_to, issued_at=issued_at)
+        .signed(key)
+        .body()
+        for p in planned
     ]
 
 
-def read_signed(kind: type[S], data: dict[str, Any], settings: Settings) -> S:
-    """A fan-out or redelivery message read from the request queue, believed only when its signature verifies.
-    Raises ForgedFanout (a message that says what is wrong, never what the message claims)."""
+@dataclass(frozen=True)
+class Freshness:
+    """How old a signed message may be: `now`, and `max_age` (backups.schedule.message_max_age)."""
+
+    now: datetime
+    max_age: timedelta
+
+
+def _check_age(message: FanoutMessage | Redelivery, what: str, fresh: Freshness) -> None:
+    issued = message.issued_at
+    if issued is None:
+        get_logger().warning("undated signed message accepted", extra={"kind": message.purpose})
+        return
+    age = (fresh.now - issued).total_seconds()
+    if age > fresh.max_age.total_seconds():
+        raise ForgedFanout(
+            f"{what} refused: issued {age:.0f} s ago, more than the {fresh.max_age.total_seconds():.0f} s a signed "
+            "message may live (a late replay; nothing was started)"
+        )
+    if age < -CLOCK_SKEW_SECONDS:
+        raise ForgedFanout(f"{what} refused: issued {-age:.0f} s in the future")
+
+
+CLOCK_SKEW_SECONDS = 300.0  # how far the clocks of two invocations may disagree
+
+
+def read_signed(kind: type[S], data: dict[str, Any], settings: Settings, fresh: Freshness) -> S:
+    """A fan-out or redelivery message read from the request queue, believed only when its signature verifies and
+    it is not older than `fresh.max_age`. Raises ForgedFanout (a message that says what is wrong, never what the
+    message claims)."""
     what = {"fanout": "fan-out message", "redelivery": "redelivery message"}[kind.purpose]
     key = handoff_key(settings)
     if key is None:
@@ -239,11 +282,13 @@ def read_signed(kind: type[S], data: dict[str, Any], settings: Settings) -> S:
         raise ForgedFanout(f"invalid {what}: {_errors(exc, 'message')}") from None
     if not message.verify(key):
         raise ForgedFanout(f"{what} refused: its signature does not verify (it was not written here)")
+    if isinstance(message, FanoutMessage | Redelivery):
+        _check_age(message, what, fresh)
     return message
 
 
-def read_fanout(data: dict[str, Any], settings: Settings) -> FanoutMessage:
-    return read_signed(FanoutMessage, data, settings)
+def read_fanout(data: dict[str, Any], settings: Settings, fresh: Freshness) -> FanoutMessage:
+    return read_signed(FanoutMessage, data, settings, fresh)
 
 
 @dataclass(frozen=True)
@@ -254,14 +299,19 @@ class Delivery:
     body: str
     trigger: TriggerInfo
     attempt: int = 0
+    issued_at: datetime | None = None  # a message sent back: when the first one was
 
-    def again(self, key: str) -> Redelivery:
+    def again(self, key: str, now: datetime) -> Redelivery:
         return Redelivery(
-            trigger_id=self.trigger.trigger_id, source=self.trigger.source, attempt=self.attempt + 1, request=self.body
+            trigger_id=self.trigger.trigger_id,
+            source=self.trigger.source,
+            attempt=self.attempt + 1,
+            request=self.body,
+            issued_at=self.issued_at or now,
         ).signed(key)
 
 
-def read_delivery(body: str, carrier: TriggerInfo, settings: Settings) -> Delivery:
+def read_delivery(body: str, carrier: TriggerInfo, settings: Settings, fresh: Freshness) -> Delivery:
     """Unwrap a signed `Redelivery`; anything else is its own delivery (a forged wrapper too: run_request refuses
     it, with a failed result that names the carrier)."""
     try:
@@ -271,7 +321,8 @@ def read_delivery(body: str, carrier: TriggerInfo, settings: Settings) -> Delive
     if data.get("kind") != "redelivery":
         return Delivery(body, carrier)
     try:
-        message = read_signed(Redelivery, data, settings)
+        message = read_signed(Redelivery, data, settings, fresh)
     except ForgedFanout:
         return Delivery(body, carrier)
-    return Delivery(message.request, TriggerInfo(source=message.source, trigger_id=message.trigger_id), message.attempt)
+    trigger = TriggerInfo(source=message.source, trigger_id=message.trigger_id)
+    return Delivery(message.request, trigger, message.attempt, message.issued_at)

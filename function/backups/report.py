@@ -2,7 +2,9 @@
 the summary a timer, queue or direct call returns).
 
 The JSON form keeps the documented reply shape: `started[]`, `skipped[]`, `failed[]`, `retryable[]`, `plan[]`,
-each item the target's instance and policy fields plus what the outcome adds (`operationId`, `reason`, `code` ...).
+`queued[]`, each item the target's instance and policy fields plus what the outcome adds (`operationId`, `reason`,
+`code` ...). `queued[]`: retryable targets handed off to the request queue (backups.retry), with the `attempt` and
+`delaySeconds` of the retry message.
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ def _time(value: datetime) -> str:
     return str(_TIME.dump_python(value, mode="json"))
 
 
+@dataclass(frozen=True)
+class Queued:
+    """A retryable target sent to the request queue as a retry message (backups.retry)."""
+
+    retryable: Retryable
+    attempt: int
+    delay_seconds: int
+
+
 @dataclass
 class StartReport:
     trigger: TriggerInfo
@@ -33,6 +44,7 @@ class StartReport:
     resolved: int = 0  # targets after skipping and per-target resolution failures
     fanned_out: int = 0
     tickets_sent: int = 0
+    queued: list[Queued] = field(default_factory=list)
 
     def _of(self, kind: type[Any]) -> list[Any]:
         return [o for o in self.outcomes if isinstance(o, kind)]
@@ -52,7 +64,8 @@ class StartReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.retryable
+        """Every target settled well: none failed, none waits for a retry (here or in the request queue)."""
+        return not self.failed and not self.retryable and not self.queued
 
     @property
     def retryable(self) -> list[Retryable]:
@@ -79,6 +92,7 @@ class StartReport:
             "failed": len(self.failed),
             "retryable": len(self.retryable),
             "fannedOut": self.fanned_out,
+            "queued": len(self.queued),
         }
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -93,6 +107,9 @@ class StartReport:
             "retryable": [_retryable(r) for r in self.retryable],
             "fannedOut": self.fanned_out,
             "plan": [_planned(p) for p in self.plan],
+            "queued": [
+                _retryable(q.retryable) | {"attempt": q.attempt, "delaySeconds": q.delay_seconds} for q in self.queued
+            ],
             "ticketsSent": self.tickets_sent,
             "ok": self.ok,
         }

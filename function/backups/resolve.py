@@ -242,7 +242,9 @@ class Resolver:
         """Choose each target's policy and check that it is applied."""
         if request.policy_id:
             pid = request.policy_id
-            return [self._check_applied(request, t.model_copy(update={"policy_id": pid})) for t in targets]
+            return [
+                self.check_applied(request.apply_if_missing, t.model_copy(update={"policy_id": pid})) for t in targets
+            ]
         if request.policy_name:
             return self._by_policy_name(request, request.policy_name, folder, targets)
         return [self._applied_policy(t, single=len(targets) == 1) for t in targets]
@@ -276,12 +278,15 @@ class Resolver:
                 out.append(self._failed(t, "NOT_FOUND", f'no backup policy named "{name}" in folder {t.folder_id}'))
             else:
                 out.append(
-                    self._check_applied(request, t.model_copy(update={"policy_id": pol.id, "policy_name": name}))
+                    self.check_applied(
+                        request.apply_if_missing, t.model_copy(update={"policy_id": pol.id, "policy_name": name})
+                    )
                 )
         return out
 
-    def _check_applied(self, request: BackupRequest, t: BackupTarget) -> Outcome:
-        """The precondition of Execute: the policy is applied to the instance (one listing per policy)."""
+    def check_applied(self, apply_if_missing: bool, t: BackupTarget) -> Outcome:
+        """The precondition of Execute: the policy is applied to the instance (one listing per policy). Raises
+        the backups.errors family for a listing that fails (CloudUnavailable when transient)."""
         pid, iid = t.policy_id or "", t.compute_instance_id or ""
         try:
             mine = self.applications(pid, iid)
@@ -297,8 +302,9 @@ class Resolver:
                 target=t,
                 code="POLICY_APPLYING",
                 message=f"policy {label} is still being applied to instance {iid}; try again in a few minutes",
+                recheck_applied=True,
             )
-        if request.apply_if_missing:
+        if apply_if_missing:
             return Planned(target=t, apply_first=True)
         return self._failed(
             t,

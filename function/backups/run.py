@@ -5,7 +5,8 @@
   itself when it cannot start at all (unless the caller answers that itself: HTTP and chat).
 - `start_backups(request, trigger, ...)`: resolve, then return the plan (dryRun), fan out one signed message per
   target through REQUEST_QUEUE_URL (more than FANOUT_THRESHOLD targets), or execute each target and hand one
-  follow-up ticket per started operation to FOLLOWUP_QUEUE_URL.
+  follow-up ticket per started operation to FOLLOWUP_QUEUE_URL. Targets that hit transient errors while others
+  went on are handed off as retry messages (backups.retry), so a redelivery never repeats the others.
 
 Raises the backups.errors family: `StartError`s for request-level problems, `CloudUnavailable` / `HandOffFailed`
 for transient ones, `RedeliveryRequested` when a result could not be delivered (same keys, same event id next time).
@@ -24,6 +25,7 @@ from backups.events import failed_start_event
 from backups.handoff import (
     FanoutMessage,
     ForgedFanout,
+    Freshness,
     Redelivery,
     fanout_bodies,
     handoff_key,
@@ -37,6 +39,8 @@ from backups.report import StartReport
 from backups.request import BackupRequest, build_request, describe_selector, read_body
 from backups.resolve import Resolver
 from backups.results import emit_result
+from backups.retry import first_outcome, hand_off_retryable
+from backups.schedule import message_max_age
 from backups.start import Sleeper, execute_all
 from backups.target import BackupTarget, Failed, Outcome, Planned, Retryable, Skipped, Started
 from metrics import MetricsRecorder, NullRecorder
@@ -90,15 +94,17 @@ def start_backups(
     an invocation (its listing caches). `check`: called for every target that would start."""
     clock = clock or SystemClock()
     log = get_logger()
+    resolver = resolver or Resolver(cloud, settings, clock)
     if isinstance(request, FanoutMessage):
-        outcomes: list[Outcome] = [request.planned()]
+        outcomes: list[Outcome] = [first_outcome(request, resolver, clock)]
         trigger, asked, dry_run = request.target.trigger, request.target.asked, False
         reply_to = reply_to or request.reply_to
-        log.info("fan-out message", extra=_ids(trigger) | {"instanceId": request.target.compute_instance_id})
+        extra = {"instanceId": request.target.compute_instance_id, "attempt": request.attempt or 0}
+        log.info("fan-out message", extra=_ids(trigger) | extra)
     else:
         trigger = _with_request_identity(trigger, request)
         asked, dry_run = describe_selector(request), request.dry_run
-        outcomes = (resolver or Resolver(cloud, settings, clock)).resolve(request, trigger)
+        outcomes = resolver.resolve(request, trigger)
     planned = [o for o in outcomes if isinstance(o, Planned)]
     report = StartReport(trigger=trigger, asked=asked, dry_run=dry_run, outcomes=outcomes, resolved=len(planned))
     log.info(
@@ -113,21 +119,49 @@ def start_backups(
     if dry_run:
         report.replace_planned(list(preflight.flag(planned, cloud)))
         return report
-    if not planned:
-        return report
+    _start(
+        report,
+        request,
+        planned,
+        cloud=cloud,
+        settings=settings,
+        queue=queue,
+        clock=clock,
+        sleep=sleep,
+        reply_to=reply_to,
+    )
+    hand_off_retryable(report, request, settings=settings, queue=queue, clock=clock, reply_to=reply_to)
+    return report
 
+
+def _start(
+    report: StartReport,
+    request: BackupRequest | FanoutMessage,
+    planned: list[Planned],
+    *,
+    cloud: CloudApi,
+    settings: Settings,
+    queue: MessageQueue | None,
+    clock: Clock,
+    sleep: Sleeper,
+    reply_to: ReplyTarget | None,
+) -> None:
+    """Fan the planned targets out, or execute them and send their tickets (see the module docstring)."""
+    log, trigger, outcomes = get_logger(), report.trigger, report.outcomes
+    if not planned:
+        return
     key = handoff_key(settings)
     if not isinstance(request, FanoutMessage) and len(planned) > settings.fanout_threshold:
         if settings.request_queue_url and queue is not None and key is not None:
             try:
-                queue.send_many(settings.request_queue_url, fanout_bodies(planned, key, reply_to))
+                queue.send_many(settings.request_queue_url, fanout_bodies(planned, key, reply_to, clock.now()))
             except QueueError as exc:
                 log.error("fan-out not sent", extra=_ids(trigger) | {"targets": len(planned), "error": str(exc)})
                 raise HandOffFailed(f"fan-out to the request queue failed: {exc}", report) from None
             report.fanned_out = len(planned)
             report.outcomes = [o for o in outcomes if not isinstance(o, Planned)]
             log.info("fanned out", extra=_ids(trigger) | {"targets": len(planned)})
-            return report
+            return
         log.warning(
             "more targets than FANOUT_THRESHOLD but no REQUEST_QUEUE_URL or HANDOFF_SECRET: executing inline",
             extra=_ids(trigger) | {"targets": len(planned), "threshold": settings.fanout_threshold},
@@ -139,7 +173,7 @@ def start_backups(
     report.replace_planned(list(attempts))
     if report.started and (not settings.followup_queue_url or queue is None):
         log.error("no FOLLOWUP_QUEUE_URL: started operations will not be followed", extra=_ids(trigger))
-        return report
+        return
     try:
         report.tickets_sent = send_tickets(report.started, settings, queue, reply_to) if queue else 0
     except QueueError as exc:
@@ -147,7 +181,6 @@ def start_backups(
         raise HandOffFailed(f"follow-up tickets not sent: {exc}", report) from None
     if report.tickets_sent:
         log.info("tickets sent", extra=_ids(trigger) | {"tickets": report.tickets_sent})
-    return report
 
 
 _LOG_LINES = {"started": "started backup", "failed": "target failed", "retryable": "target retryable"}
@@ -191,17 +224,18 @@ def run_request(
     settings = ports.settings
     request: BackupRequest | FanoutMessage | None = None
     data: dict[str, Any] = {}
+    fresh = Freshness(now=ports.clock.now(), max_age=message_max_age(settings))
     try:
         data = read_body(body, settings)
         if data.get("kind") == "fanout" and from_request_queue:
             try:
-                request = read_fanout(data, settings)
+                request = read_fanout(data, settings, fresh)
             except ForgedFanout as exc:
                 raise RequestInvalid(str(exc)) from None
         elif data.get("kind") == "redelivery" and from_request_queue:
             # handlers unwrap the redeliveries that verify (backups.handoff.read_delivery): this one did not
             try:
-                read_signed(Redelivery, data, settings)
+                read_signed(Redelivery, data, settings, fresh)
             except ForgedFanout as exc:
                 raise RequestInvalid(str(exc)) from None
             raise RequestInvalid("a redelivery message may not carry another one")
@@ -228,6 +262,8 @@ def run_request(
         raise
     if not report.dry_run:  # a dry run reports its plan to the caller and emits nothing
         ports.metrics.record_started(len(report.started))
+        if report.queued:
+            ports.metrics.count("redeliveries", len(report.queued))  # retry messages: handed back to retry
         try:
             emit_failed(report.failed, ports, reply_to)
         except RedeliveryRequested as exc:

@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from backups.handoff import FollowupTicket, ProgressSample
@@ -219,3 +219,21 @@ def _clamp(delay: float, settings: Settings) -> int:
     upper = min(settings.followup_max_delay_seconds, QUEUE_MAX_DELAY_SECONDS)
     lower = min(max(settings.followup_min_delay_seconds, 1), upper)
     return int(min(max(math.ceil(delay), lower), upper))
+
+
+# --- how long a message the function wrote for itself may live ---------------------------------------------
+
+QUEUE_DWELL_SECONDS = 3600  # a message may wait this long in a queue before it is read (a backlog, a throttle)
+REDELIVERY_WAIT_SECONDS = 900  # and this long per try before it comes back (the queues' visibility timeout)
+
+
+def message_max_age(settings: Settings) -> timedelta:
+    """The oldest a signed fan-out, retry or redelivery message may be, and how long past its deadline a follow-up
+    ticket may still be read: HANDOFF_MAX_AGE_SECONDS, else longer than the longest legitimate path,
+    REDELIVERY_MAX_ATTEMPTS tries, each after the largest retry delay and a visibility timeout, plus a queue's
+    dwell (defaults: 5 x (240 + 900) + 3600 = 9300 s)."""
+    if settings.handoff_max_age_seconds is not None:
+        return timedelta(seconds=settings.handoff_max_age_seconds)
+    attempts = settings.redelivery_max_attempts
+    largest = retry_delay(attempts, settings)  # retry_delay grows with the attempt
+    return timedelta(seconds=attempts * (largest + REDELIVERY_WAIT_SECONDS) + QUEUE_DWELL_SECONDS)

@@ -47,6 +47,8 @@ def start_one(p: Planned, *, cloud: CloudApi, settings: Settings, clock: Clock, 
     t = p.target
     if p.apply_first:
         problem = _apply_and_wait(t, cloud=cloud, settings=settings, clock=clock, sleep=sleep)
+        if isinstance(problem, Retryable):
+            return problem.model_copy(update={"apply_first": True})  # the next try applies (same key) first
         if problem is not None:
             return problem
         get_logger().info("policy applied", extra={"instanceId": t.compute_instance_id, "policyId": t.policy_id})
@@ -55,7 +57,12 @@ def start_one(p: Planned, *, cloud: CloudApi, settings: Settings, clock: Clock, 
             t.policy_id or "", t.compute_instance_id or "", idempotency_key=t.idempotency_key
         )
     except CloudError as exc:
-        return execute_problem(exc, t, clock)
+        outcome = execute_problem(exc, t, clock)
+        return (
+            outcome.model_copy(update={"apply_first": True})
+            if isinstance(outcome, Retryable) and p.apply_first
+            else outcome
+        )
     return Started(target=t, operation_id=op.id, started_at=clock.now(), applied=p.apply_first)
 
 

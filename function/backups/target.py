@@ -134,12 +134,16 @@ class Failed(_OfTarget):
 
 
 class Retryable(_OfTarget):
-    """A transient problem (after the client's own retries): redeliver the trigger, emit no result."""
+    """A transient problem (after the client's own retries): try the target again later (backups.retry), emit no
+    result yet. `apply_first`: Apply before Execute on the next try; `recheck_applied`: the policy was still being
+    applied, so the next try checks the application before Execute."""
 
     outcome: Literal["retryable"] = "retryable"
     target: BackupTarget
     code: str
     message: str
+    apply_first: bool = False
+    recheck_applied: bool = False
 
 
 class Skipped(_OfTarget):

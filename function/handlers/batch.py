@@ -65,7 +65,7 @@ def send_back_request(delivery: Delivery, ports: Ports) -> bool:
     key = handoff_key(settings)
     if key is None or not settings.request_queue_url or ports.queue is None:
         return False
-    again = delivery.again(key)
+    again = delivery.again(key, ports.clock.now())
     if again.attempt > settings.redelivery_max_attempts:
         log.error("request given up after its redeliveries", extra={"attempts": delivery.attempt})
         gave_up = CloudUnavailable(

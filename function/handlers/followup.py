@@ -1,5 +1,9 @@
 """The follow-up handler: one ticket per queue message; check the operation, reschedule or report.
 
+A ticket read longer after its deadline than any legitimate chain lasts (backups.schedule.message_max_age) is a
+replay of a chain that has ended: it is dropped unread (log line `stale ticket dropped`, metric `stale_dropped`):
+no Operation.Get, no chat message, no second result.
+
 A ticket that cannot be read is a poison message: it is logged and reported as failed, so the queue's redrive
 policy moves it to the dead-letter queue after maxReceiveCount deliveries. Transient problems are handled by
 `follow` itself (the ticket is sent back with a short delay); a result that a sink could not take makes the
@@ -8,6 +12,7 @@ message come back (at-least-once; the event id is deterministic, so a consumer d
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from adapters.sinks import check_sink_settings
@@ -15,9 +20,10 @@ from backups.followup import follow, refuse_ticket
 from backups.handoff import QUEUE_BODY_LIMITS, FollowupTicket, MalformedTicket, handoff_key, parse_ticket
 from backups.models import TriggerInfo
 from backups.run import Ports
+from backups.schedule import message_max_age
 from handlers.batch import dead_letter, queue_reply, send_back_ticket, settles_itself
 from handlers.deps import Deps
-from metrics import MetricsRecorder
+from metrics import MetricsRecorder, Settled
 from observability import get_logger
 from triggers.detect import parse_event
 from triggers.model import Invocation, TriggerError
@@ -47,15 +53,26 @@ def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
     return queue_reply(invocation, failed)
 
 
+def _stale(ticket: FollowupTicket, deps: Deps) -> bool:
+    """Past its deadline by more than any legitimate chain lasts: the check after the deadline ended it, and the
+    redeliveries of its result (a sink that failed) are bounded by the same retry schedule as every message."""
+    return deps.clock.now() > ticket.deadline + message_max_age(deps.settings)
+
+
 def _follow_all(invocation: Invocation, context: Any, deps: Deps, metrics: MetricsRecorder) -> list[str]:
     """Check every ticket of the batch; the ids of the messages that must come back (handlers.batch: on Yandex
     the function sends them back itself, so a failing ticket never repeats its neighbours)."""
     log = get_logger()
-    ports = deps.ports(context)
+    batch_ports = deps.ports(context)
     yandex = settles_itself(invocation)
     failed: list[str] = []
+    kept: list[Settled] = []
+    seen: set[str] = set()
     for message in invocation.messages:
         message_id = message.message_id or ""
+        settled = Settled(metrics, seen)
+        kept.append(settled)
+        ports = replace(batch_ports, metrics=settled)
         try:
             ticket = parse_ticket(message.body_text, handoff_key(deps.settings))
         except MalformedTicket as exc:
@@ -63,7 +80,7 @@ def _follow_all(invocation: Invocation, context: Any, deps: Deps, metrics: Metri
                 log.error("ticket refused", extra={"messageId": message_id, "error": str(exc)})
                 carrier = TriggerInfo(source=invocation.source, trigger_id=message_id or message.trigger_id)
                 emitted = refuse_ticket(
-                    str(exc), carrier, sinks=deps.sinks(None), settings=deps.settings, clock=deps.clock, metrics=metrics
+                    str(exc), carrier, sinks=deps.sinks(None), settings=deps.settings, clock=deps.clock, metrics=settled
                 )
                 dlq = deps.settings.followup_dlq_url
                 if not emitted.ok and not (yandex and dead_letter(message.body_text, dlq, ports, why=str(exc))):
@@ -75,11 +92,26 @@ def _follow_all(invocation: Invocation, context: Any, deps: Deps, metrics: Metri
                 failed.append(message_id)
             continue
         log.append_keys(correlation_id=ticket.target.trigger.correlation_id or ticket.target.trigger.trigger_id)
-        checked = _check(ticket, message_id, ports, deps, metrics)
+        if _stale(ticket, deps):
+            log.warning(
+                "stale ticket dropped",
+                extra={
+                    "messageId": message_id,
+                    "operationId": ticket.operation_id,
+                    "deadline": ticket.deadline.isoformat(),
+                },
+            )
+            metrics.count("stale_dropped")
+            continue
+        checked = _check(ticket, message_id, ports, deps, settled)
         if checked is not None:
+            settled.discard()  # it comes back: its result is counted when it gets through
             metrics.count("redeliveries")
-            if not (yandex and send_back_ticket(checked, ports)):
+            if not (yandex and send_back_ticket(checked, batch_ports)):
                 failed.append(message_id)
+    if not (failed and yandex):  # else the whole batch comes back
+        for settled in kept:
+            settled.commit()
     return failed
 
 

@@ -17,7 +17,7 @@ closed without a secret. Every reply is JSON; every error reply is `{"error": {"
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from backups.errors import RedeliveryRequested, StartError
@@ -27,6 +27,7 @@ from backups.run import run_request
 from handlers.deps import Deps
 from handlers.slack import handle_slack
 from handlers.status import handle_status
+from metrics import Settled
 from observability import get_logger
 from security.common import BadRequest, Unauthorized
 from security.hmac_v1 import request_fingerprint
@@ -147,11 +148,15 @@ def _backup(invocation: Invocation, auth: HttpAuthorization, context: Any, deps:
     # new one and start again. A signed request takes its identity from what the signature covers instead.
     trigger_id = webhook_trigger_id(auth, body, request.body) or invocation.messages[0].trigger_id
     trigger = TriggerInfo(source=invocation.source, trigger_id=trigger_id)
+    ports = deps.ports(context)
+    settled = Settled(ports.metrics)  # held until the reply is known: a 503 is sent again, and counted then
     try:
         # A request-level problem is answered with the 4xx itself: no failed result event (handlers.trigger).
-        report = run_request(body, trigger, deps.ports(context), report_request_failure=False)
+        report = run_request(body, trigger, replace(ports, metrics=settled), report_request_failure=False)
     except StartError as exc:
         log.warning("request not started", extra={"code": exc.code, "error": exc.message})
+        if exc.http_status != 503:
+            settled.commit()
         headers = {"Retry-After": RETRY_AFTER} if exc.http_status == 503 else {}
         started = getattr(exc, "report", None)  # HANDOFF_FAILED: operations may have started
         return _error(invocation, exc.http_status, exc.code, _retry_hint(exc.message, started), started, **headers)
@@ -159,6 +164,8 @@ def _backup(invocation: Invocation, auth: HttpAuthorization, context: Any, deps:
         message = _retry_hint(str(exc), exc.report)
         return _error(invocation, 503, "RESULT_DELIVERY_FAILED", message, exc.report, **{"Retry-After": RETRY_AFTER})
     status = status_for(report)
+    if status != 503:
+        settled.commit()
     retry = {"Retry-After": RETRY_AFTER} if status == 503 else None
     return http_reply(invocation, status, reply_body(report, status), retry)
 
@@ -166,8 +173,8 @@ def _backup(invocation: Invocation, auth: HttpAuthorization, context: Any, deps:
 def status_for(report: StartReport) -> int:
     if report.dry_run:
         return 200
-    if report.started or report.fanned_out:
-        return 202
+    if report.started or report.fanned_out or report.queued:
+        return 202  # queued[]: retried by the function itself (backups.retry), do not send the request again
     if report.retryable:
         return 503
     if report.failed:

@@ -1,33 +1,39 @@
 """The trigger handler: parse the event, run each request through the domain (backups.run), shape the reply.
 
 Per source:
-- schedule and direct calls: one request; a transient cloud or queue failure raises, so the platform's retry
-  (Yandex timer retry settings, EventBridge/Lambda async retries) comes back with the same trigger id;
+- schedule and direct calls: one request per message (a Yandex timer event may carry several: each runs, with its
+  own trigger id); a transient cloud or queue failure raises, so the platform's retry (Yandex timer retry
+  settings, EventBridge/Lambda async retries) comes back with the same trigger id. In a timer event of several
+  messages the one that must come back is sent back alone through REQUEST_QUEUE_URL (as a Yandex queue message
+  is, handlers.batch) when HANDOFF_SECRET is set, so its neighbours are not repeated;
 - queues: one request per message (signed fan-out messages too); AWS gets `batchItemFailures` for the transient
   ones only, Yandex (whole batches only) gets an exception when any message must come back, and the idempotency
   keys make the redelivery of the others harmless;
 - HTTP: handlers.http.
 
+Targets that hit transient errors while the rest of their request went on are retried alone (backups.retry).
 Every target that cannot start ends in a `failed` result event; a request that cannot even be read ends in one
 too (its target is the request as asked), except on HTTP, where the caller gets the 4xx directly.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from adapters.sinks import SinkConfigError, check_sink_settings
 from backups.errors import TRANSIENT, RedeliveryRequested, StartError
-from backups.handoff import QUEUE_BODY_LIMITS, read_delivery
+from backups.handoff import QUEUE_BODY_LIMITS, Delivery, Freshness, read_delivery
 from backups.models import TriggerInfo
 from backups.resolve import Resolver
 from backups.run import run_request
+from backups.schedule import message_max_age
 from chatops.deferred import chat_command_data
 from handlers.batch import queue_reply, send_back_request, settles_itself
 from handlers.deps import Deps
 from handlers.http import handle_http
 from handlers.slack import handle_chat_command
-from metrics import MetricsRecorder
+from metrics import MetricsRecorder, Settled
 from observability import get_logger
 from triggers.detect import parse_event
 from triggers.http import error_reply, json_reply
@@ -57,7 +63,9 @@ def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
             return handle_http(invocation, context, deps)
         if invocation.kind == "queue":
             return _handle_queue(invocation, context, deps, metrics)
-        return _handle_one(invocation, invocation.messages[0], context, deps, metrics)
+        if len(invocation.messages) == 1:
+            return _handle_single(invocation, context, deps, metrics)
+        return _handle_several(invocation, context, deps, metrics)
 
 
 def _parse(event: Any, context: Any, deps: Deps) -> Invocation:
@@ -78,11 +86,14 @@ def _trigger(invocation: Invocation, message: InboundMessage) -> TriggerInfo:
 
 
 def _handle_one(
-    invocation: Invocation, message: InboundMessage, context: Any, deps: Deps, metrics: MetricsRecorder
+    invocation: Invocation, message: InboundMessage, context: Any, deps: Deps, metrics: Settled
 ) -> dict[str, Any]:
+    """Run one message. Its started backups and results are held in `metrics` until the caller settles it."""
     log = get_logger()
     try:
-        report = run_request(message.body_text, _trigger(invocation, message), deps.ports(context))
+        report = run_request(
+            message.body_text, _trigger(invocation, message), replace(deps.ports(context), metrics=metrics)
+        )
     except TRANSIENT as exc:
         log.warning("transient failure: asking the platform to retry", extra={"code": exc.code, "error": exc.message})
         metrics.count("redeliveries")
@@ -101,17 +112,61 @@ def _handle_one(
     return report.to_json_dict()
 
 
+def _handle_single(invocation: Invocation, context: Any, deps: Deps, metrics: MetricsRecorder) -> dict[str, Any]:
+    settled = Settled(metrics)
+    try:
+        reply = _handle_one(invocation, invocation.messages[0], context, deps, settled)
+    except RedeliveryRequested:
+        settled.discard()  # the platform brings it back: what it did is counted then
+        raise
+    settled.commit()
+    return reply
+
+
+def _handle_several(invocation: Invocation, context: Any, deps: Deps, metrics: MetricsRecorder) -> dict[str, Any]:
+    """A timer event of several messages: every one runs. One that must come back is sent back alone when it
+    can be (handlers.batch.send_back_request); otherwise the invocation fails after all ran, and the platform's
+    retry brings them all back (the idempotency keys return the same operations)."""
+    log, ports, seen = get_logger(), deps.ports(context), set[str]()
+    replies: list[dict[str, Any]] = []
+    again: list[str] = []
+    kept: list[Settled] = []
+    for message in invocation.messages:
+        settled = Settled(metrics, seen)
+        try:
+            replies.append(_handle_one(invocation, message, context, deps, settled))
+            kept.append(settled)
+        except RedeliveryRequested as exc:
+            settled.discard()
+            delivery = Delivery(message.body_text, _trigger(invocation, message))
+            if send_back_request(delivery, ports):
+                replies.append({"ok": False, "triggerId": message.trigger_id, "sentBack": True, "error": str(exc)})
+            else:
+                again.append(message.trigger_id)
+    if again:
+        log.warning("timer messages must come back", extra={"messages": len(again)})
+        raise RedeliveryRequested(f"{len(again)} of {len(invocation.messages)} timer message(s) must come back")
+    for settled in kept:
+        settled.commit()
+    return {"ok": all(r.get("ok") is True for r in replies), "messages": replies}
+
+
 def _handle_queue(invocation: Invocation, context: Any, deps: Deps, metrics: MetricsRecorder) -> Any:
     log = get_logger()
-    ports = deps.ports(context)
-    resolver = Resolver(ports.cloud, deps.settings, deps.clock)  # one set of listing caches for the whole batch
+    batch_ports = deps.ports(context)
+    resolver = Resolver(batch_ports.cloud, deps.settings, deps.clock)  # one set of listing caches for the batch
     failed: list[str] = []
+    kept: list[Settled] = []
+    seen: set[str] = set()
     for message in invocation.messages:
-        delivery = read_delivery(message.body_text, _trigger(invocation, message), deps.settings)
+        fresh = Freshness(now=deps.clock.now(), max_age=message_max_age(deps.settings))
+        delivery = read_delivery(message.body_text, _trigger(invocation, message), deps.settings, fresh)
         chat = chat_command_data(delivery.body, deps.settings)
         if chat is not None:  # a Slack command answered before it ran (chatops.deferred): it posts its own answer
             handle_chat_command(chat, delivery.trigger, context, deps)
             continue
+        settled = Settled(metrics, seen)
+        ports = replace(batch_ports, metrics=settled)
         try:
             report = run_request(delivery.body, delivery.trigger, ports, from_request_queue=True, resolver=resolver)
             comes_back = report.needs_redelivery
@@ -124,9 +179,15 @@ def _handle_queue(invocation: Invocation, context: Any, deps: Deps, metrics: Met
             log.error(
                 "request refused", extra={"messageId": message.message_id, "code": exc.code, "error": exc.message}
             )
+            comes_back = False
+        if not comes_back:
+            kept.append(settled)
             continue
-        if comes_back:
-            metrics.count("redeliveries")
-            if not (settles_itself(invocation) and send_back_request(delivery, ports)):
-                failed.append(message.message_id or "")
+        settled.discard()  # it comes back (sent back or redelivered): what it did is counted then
+        metrics.count("redeliveries")
+        if not (settles_itself(invocation) and send_back_request(delivery, batch_ports)):
+            failed.append(message.message_id or "")
+    if not (failed and settles_itself(invocation)):  # else the whole batch comes back
+        for settled in kept:
+            settled.commit()
     return queue_reply(invocation, failed)

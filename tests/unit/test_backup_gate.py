@@ -113,6 +113,16 @@ def test_timeout_exits_2_and_names_the_running_operations(front: FakeFront) -> N
     assert front.operations[op].gets >= 2  # it looked one last time at the deadline
 
 
+def test_targets_queued_by_the_function_exit_2_and_are_not_asked_again(front: FakeFront) -> None:
+    # a 202 with queued[]: the function retries those itself; the gate must not send the request again (a second
+    # ticket chain for the started ones) and must not call it a success (those backups have not started)
+    front.queues_retryable = True
+    front.transient = {"epdother000000000005": 1}
+    code, out, _, _ = run(front.url, "--instance-id", f"{INSTANCE},epdother000000000005")
+    assert code == 2 and "retried by the function" in out and "epdother000000000005" in out
+    assert sum(1 for r in front.requests if r.method == "POST") == 1
+
+
 def test_fan_out_exits_2_and_says_why(front: FakeFront) -> None:
     front.fanned_out = 120
     code, out, _, _ = run(front.url, "--labels", "env=prod")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import pytest
 
 from backups.errors import CloudFailed, CloudUnavailable, NothingMatched, RequestInvalid
-from backups.handoff import FanoutMessage, ForgedFanout, read_fanout
+from backups.handoff import FanoutMessage, ForgedFanout, Freshness, read_fanout
 from backups.models import TriggerInfo
 from backups.request import BackupRequest, build_request
 from backups.resolve import Resolver, opt_out_value
@@ -16,6 +17,8 @@ from backups.target import BackupTarget, Failed, Outcome, Planned, Retryable, Sk
 from settings import Settings
 from tests.fakes import FakeCloud
 from ycloud.errors import CloudError
+
+FRESH = Freshness(now=datetime.now(UTC), max_age=timedelta(hours=1))  # undated test messages pass
 
 FOLDER = "b1gfolder"
 OTHER = "b1gother"
@@ -183,7 +186,7 @@ def test_fanout_body_only_when_allowed() -> None:
     with pytest.raises(RequestInvalid, match="request queue"):
         build_request(body, settings())
     # read from the request queue (and signed), it is taken as written: no defaults merged under it
-    r = read_fanout(body, settings(FOLDER_ID=FOLDER, DEFAULT_POLICY_ID="cdgother", HANDOFF_SECRET=SECRET))
+    r = read_fanout(body, settings(FOLDER_ID=FOLDER, DEFAULT_POLICY_ID="cdgother", HANDOFF_SECRET=SECRET), FRESH)
     assert isinstance(r, FanoutMessage)
     t = r.target
     assert (t.trigger.trigger_id, t.trigger.source, t.policy_id, t.folder_id) == ("t1", "yc.timer", "cdg1", None)
@@ -193,12 +196,12 @@ def test_unsigned_or_foreign_fanout_body_is_refused() -> None:
     target = BackupTarget(trigger=TRIGGER, asked="computeInstanceId=fhm1", compute_instance_id="fhm1", policy_id="cdg1")
     signed = FanoutMessage(target=target).signed(SECRET).to_json_dict()
     with pytest.raises(ForgedFanout, match="HANDOFF_SECRET is not set"):
-        read_fanout(signed, settings())
+        read_fanout(signed, settings(), FRESH)
     with pytest.raises(ForgedFanout, match="signature"):
-        read_fanout(signed, settings(HANDOFF_SECRET="another-secret"))
+        read_fanout(signed, settings(HANDOFF_SECRET="another-secret"), FRESH)
     legacy = {"kind": "fanout", "triggerId": "t1", "source": "yc.timer", "computeInstanceId": "fhm1", "policyId": "p"}
     with pytest.raises(ForgedFanout, match="invalid fan-out message"):
-        read_fanout(legacy, settings(HANDOFF_SECRET=SECRET))
+        read_fanout(legacy, settings(HANDOFF_SECRET=SECRET), FRESH)
 
 
 # --- opt-out -------------------------------------------------------------------------------------------

@@ -13,12 +13,13 @@ import pytest
 from adapters.sqs import SqsQueue
 from backups.errors import HandOffFailed, RequestInvalid
 from backups.events import failed_start_event
-from backups.handoff import FanoutMessage, FollowupTicket, read_fanout
+from backups.handoff import FanoutMessage, FollowupTicket, Freshness, read_fanout
 from backups.models import ReplyTarget, TriggerInfo
 from backups.ports import QueueError
 from backups.report import StartReport
 from backups.request import BackupRequest, build_request, read_body
 from backups.run import Ports, run_request, start_backups
+from backups.schedule import message_max_age
 from backups.target import IDEMPOTENCY_NAMESPACE, BackupTarget, Failed, target_key
 from settings import Settings
 from tests.conftest import drain
@@ -83,7 +84,7 @@ def run(
     clock = clock or FakeClock()
     request: BackupRequest | FanoutMessage
     if from_request_queue and body.get("kind") == "fanout":
-        request = read_fanout(read_body(body, s), s)
+        request = read_fanout(read_body(body, s), s, Freshness(now=clock.now(), max_age=message_max_age(s)))
     else:
         request = build_request(body, s)
     return start_backups(
