@@ -162,13 +162,23 @@ def http_session(max_attempts: int, sink: str = "sink") -> requests.Session:
     return session
 
 
-def delivery_failed(sink: str, host: str, reason: str, attempts: int | None, message: str) -> SinkError:
+class Refused(SinkError):
+    """The receiver answered, with a status that is not 2xx (`status`)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def delivery_failed(
+    sink: str, host: str, reason: str, attempts: int | None, message: str, status: int | None = None
+) -> SinkError:
     """The one `sink delivery failed` warning of a sink that gave up, and the SinkError it raises."""
     fields: dict[str, Any] = {"sink": sink, "host": host, "reason": reason}
     if attempts is not None:
         fields["attempts"] = attempts
     get_logger().warning("sink delivery failed", extra=fields)
-    return SinkError(message)
+    return SinkError(message) if status is None else Refused(message, status)
 
 
 def deliver(session: requests.Session, url: str, what: str, sink: str, **kwargs: Any) -> None:
@@ -187,7 +197,8 @@ def deliver(session: requests.Session, url: str, what: str, sink: str, **kwargs:
         history = getattr(getattr(response.raw, "retries", None), "history", None)
     if not 200 <= status < 300:
         attempts = len(history) + 1 if history is not None else None
-        raise delivery_failed(sink, host, f"HTTP {status}", attempts, f"{what} at {host} answered HTTP {status}")
+        message = f"{what} at {host} answered HTTP {status}"
+        raise delivery_failed(sink, host, f"HTTP {status}", attempts, message, status=status)
 
 
 def _retry_of(session: requests.Session) -> Any:

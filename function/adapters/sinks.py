@@ -47,7 +47,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from adapters.delivery import deliver, delivery_failed, host_of, http_session
+from adapters.delivery import Refused, deliver, delivery_failed, host_of, http_session
 from backups.models import ReplyTarget, ResultEvent
 from backups.ports import Clock, MessageQueue, QueueError, ResultSink, SinkError, SystemClock
 from backups.results import (
@@ -248,6 +248,11 @@ class WebhookSink:
         deliver(self._session, self._url, "result webhook", self.name, data=body, headers=headers)
 
 
+def _spent(exc: Refused) -> bool:
+    """A 4xx other than 429 (rate limited) from a response_url: it will not take a message again."""
+    return 400 <= exc.status < 500 and exc.status != 429
+
+
 class ChatSink:
     """Posts the result (and progress updates) to the ticket's Slack response_url, or the incoming webhook."""
 
@@ -289,9 +294,16 @@ class ChatSink:
             assert self.reply_to is not None
             try:
                 self._send(self.reply_to.response_url, {"text": text, "response_type": self._response_type})
-            except SinkSkipped:
-                if not self._fallback:
+            except (SinkSkipped, Refused) as exc:
+                # A response_url Slack refuses (4xx: expired, used up, e.g. by a duplicate chain of messages) is
+                # spent: asking for the result again would not help. Other sinks still have it.
+                if isinstance(exc, Refused) and not _spent(exc):
                     raise
+                self.reply_to.messages_left = 0
+                if not self._fallback:
+                    if isinstance(exc, SinkSkipped):
+                        raise
+                    raise SinkSkipped(f"{exc}: the response_url is spent, and no SLACK_INCOMING_WEBHOOK_URL") from None
             else:
                 self.reply_to.messages_left -= 1
                 return
@@ -308,6 +320,8 @@ class ChatSink:
         try:
             self._send(self.reply_to.response_url, {"text": text, "response_type": self._response_type})
         except (SinkError, SinkSkipped) as exc:
+            if isinstance(exc, Refused) and _spent(exc):
+                self.reply_to.messages_left = 0  # the follow-up carries this on: the URL is not tried again
             self._log.warning("chat progress not posted", extra={"reason": str(exc)})
             return False
         self.reply_to.messages_left -= 1

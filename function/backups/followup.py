@@ -170,10 +170,14 @@ def _post_progress(
     if text is None or ticket.reply_to is None or percent is None:
         return False
     for sink in sinks:
-        if isinstance(sink, ProgressSink) and sink.post_progress(text):
+        if not isinstance(sink, ProgressSink):
+            continue
+        if sink.post_progress(text):
             update["reply_to"] = ticket.reply_to.model_copy(update={"messages_left": ticket.reply_to.messages_left - 1})
             update["last_reported_percent"] = float(percent)
             return True
+        if getattr(getattr(sink, "reply_to", None), "messages_left", None) == 0:  # the chat refused the URL: spent
+            update["reply_to"] = ticket.reply_to.model_copy(update={"messages_left": 0})
     return False
 
 

@@ -42,6 +42,12 @@ def _shown(items: list[str]) -> str:
     return head + (f" and {len(items) - _MAX_SHOWN} more" if len(items) > _MAX_SHOWN else "")
 
 
+CHAT_OFF = (
+    "chat backups are off: set CHAT_ALLOWED_FOLDERS, CHAT_ALLOWED_LABELS or CHAT_ALLOWED_INSTANCES "
+    "(* allows every instance)"
+)
+
+
 def chat_allowlist_configured(settings: Settings) -> bool:
     return bool(settings.chat_allowed_folders or settings.chat_allowed_labels or settings.chat_allowed_instances)
 
@@ -91,10 +97,7 @@ def check_chat_allowed(
     labels = labels or {}
     what = f"instance {name or instance_id}" + (f" ({instance_id})" if name and instance_id else "")
     if not chat_allowlist_configured(settings):
-        raise Forbidden(
-            "chat backups are off: set CHAT_ALLOWED_FOLDERS, CHAT_ALLOWED_LABELS or CHAT_ALLOWED_INSTANCES "
-            "(* allows every instance)"
-        )
+        raise Forbidden(CHAT_OFF)
     failed: list[str] = []
     folders = settings.chat_allowed_folders
     if folders and WILDCARD not in folders and (not folder_id or folder_id not in folders):

@@ -9,8 +9,9 @@ and posts what the inline answer would have said (the operation ids) to the comm
 
 A `ChatCommand` skips the Slack signature check when it is read back, so it must not be forgeable: it is signed
 with HANDOFF_SECRET like the fan-out messages (backups.handoff._Signed), and it expires with its `response_url`
-(30 minutes after the command: `replyTo.expiresAt`, inside the signature). A message that fails either check is
-refused: a failed result that names the queue message, nothing started, nothing posted to the URL it claims.
+(30 minutes after the command: `replyTo.expiresAt`, inside the signature). A message that fails the signature is
+refused: a failed result that names the queue message, nothing started, nothing posted to the URL it claims. An
+expired one verified, so its failed result names its own trigger, and nothing is started.
 """
 
 from __future__ import annotations
@@ -35,13 +36,34 @@ class ChatCommand(_Signed):
     kind: Literal["chat"] = "chat"
     version: Literal[1] = 1
     command: BackupCommand
-    trigger: TriggerInfo
-    request: BackupRequest
+    trigger: TriggerInfo  # requestedBy: the Slack user; triggerId: the command's Slack trigger id
     reply_to: ReplyTarget
+
+    @property
+    def request(self) -> BackupRequest:
+        """The domain request (as chatops.commands.to_backup_request built it before the hand-off)."""
+        c = self.command
+        return BackupRequest(
+            compute_instance_id=c.instance_id,
+            instance_name=c.instance_name,
+            policy_id=c.policy_id,
+            policy_name=c.policy_name,
+            dry_run=c.dry_run,
+            reason=c.reason,
+            requested_by=self.trigger.requested_by,
+        )
 
 
 class RefusedChatCommand(ValueError):
     """A `kind: chat` message this function did not write, or one too old to act on. The text is safe to show."""
+
+
+class ExpiredChatCommand(RefusedChatCommand):
+    """A chat command that verifies but whose response_url has expired (a replayed copy, or a long backlog)."""
+
+    def __init__(self, message: ChatCommand) -> None:
+        super().__init__("chat command refused: it expired with its response_url (30 minutes)")
+        self.message = message
 
 
 def can_defer(settings: Settings) -> bool:
@@ -49,19 +71,20 @@ def can_defer(settings: Settings) -> bool:
     return bool(settings.request_queue_url) and handoff_key(settings) is not None
 
 
-def chat_command_body(
-    command: BackupCommand, trigger: TriggerInfo, request: BackupRequest, reply_to: ReplyTarget, settings: Settings
-) -> str:
+def chat_command_body(command: BackupCommand, trigger: TriggerInfo, reply_to: ReplyTarget, settings: Settings) -> str:
     key = handoff_key(settings)
     assert key is not None, "can_defer() first"
-    message = ChatCommand(command=command, trigger=trigger, request=request, reply_to=reply_to)
-    return message.signed(key).body()
+    return ChatCommand(command=command, trigger=trigger, reply_to=reply_to).signed(key).body()
+
+
+def body_bytes(body: str) -> int:
+    return len(body.encode("utf-8", "surrogatepass"))
 
 
 def chat_command_data(body: str, settings: Settings) -> dict[str, Any] | None:
     """The JSON object of a request-queue body that says it is a chat command (`kind: chat`), else None (the body
     is then an ordinary request: backups.run reads and refuses it, over-long bodies included)."""
-    if len(body) > settings.max_body_bytes:
+    if body_bytes(body) > settings.max_body_bytes:
         return None
     try:
         data = parse_json_object(body, "the message body")
@@ -79,10 +102,12 @@ def read_chat_command(data: dict[str, Any], settings: Settings, now: datetime) -
     try:
         message = ChatCommand.model_validate(data)
     except ValidationError as exc:
-        fields = sorted({".".join(str(p) for p in e["loc"]) or "message" for e in exc.errors(include_input=False)})
-        raise RefusedChatCommand(f"invalid chat command message ({', '.join(fields[:5])})") from None
+        # Name only the fields a chat command has: the keys of a hostile message are its own text.
+        known = {f.alias or name for name, f in ChatCommand.model_fields.items()}
+        fields = sorted({str(e["loc"][0]) if e["loc"] and e["loc"][0] in known else "?" for e in exc.errors()})
+        raise RefusedChatCommand(f"invalid chat command message (fields: {', '.join(fields)})") from None
     if not message.verify(key):
         raise RefusedChatCommand("chat command refused: its signature does not verify (it was not written here)")
     if now >= message.reply_to.expires_at:
-        raise RefusedChatCommand("chat command refused: it expired with its response_url (30 minutes)")
+        raise ExpiredChatCommand(message)
     return message

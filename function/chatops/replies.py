@@ -55,10 +55,15 @@ def reply_help(error: str | None = None, command: str = "/backup") -> dict[str, 
 
 
 def reply_started(
-    instance: str, operations: Sequence[tuple[str, str]], *, reason: str | None = None, warning: str | None = None
+    instance: str,
+    operations: Sequence[tuple[str, str]],
+    *,
+    reason: str | None = None,
+    warning: str | None = None,
+    note: str | None = None,
 ) -> dict[str, Any]:
     """`operations`: (policy name or id, operation id) for each backup started on `instance`; `warning`: why the
-    result will not be posted (it replaces the promise to post it)."""
+    result will not be posted (it replaces the promise to post it); `note`: one more line (targets retried later)."""
     if not operations:
         return reply_error(f"no backup was started for {instance}")
     lines = [f":white_check_mark: Backup of {_code(instance)} started:"]
@@ -67,6 +72,8 @@ def reply_started(
         lines.append(f"… and {len(operations) - 20} more")
     if reason:
         lines.append(f"Reason: {escape_mrkdwn(reason)}")
+    if note:
+        lines.append(escape_mrkdwn(note))
     lines.append(f":warning: {escape_mrkdwn(warning)}" if warning else "I will post here when it finishes.")
     return _reply("\n".join(lines))
 

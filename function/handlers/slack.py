@@ -17,15 +17,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from backups.errors import RedeliveryRequested, RequestInvalid, StartError
+from backups.errors import TRANSIENT, RedeliveryRequested, RequestInvalid, StartError
 from backups.models import ReplyTarget, TriggerInfo
 from backups.ports import QueueError
-from backups.request import BackupRequest
 from backups.resolve import Resolver
 from backups.results import ProgressSink
 from backups.run import emit_request_failure, run_request
 from backups.target import BackupTarget
-from chatops.allowlist import Forbidden, check_chat_allowed
+from chatops.allowlist import CHAT_OFF, Forbidden, chat_allowlist_configured, check_chat_allowed
 from chatops.commands import (
     BackupCommand,
     StatusCommand,
@@ -33,7 +32,15 @@ from chatops.commands import (
     slack_reply_target,
     to_backup_request,
 )
-from chatops.deferred import RefusedChatCommand, can_defer, chat_command_body, read_chat_command
+from chatops.deferred import (
+    ChatCommand,
+    ExpiredChatCommand,
+    RefusedChatCommand,
+    body_bytes,
+    can_defer,
+    chat_command_body,
+    read_chat_command,
+)
 from chatops.form import SlashCommand, parse_slash_form
 from chatops.replies import reply_dry_run, reply_error, reply_for_help, reply_queued, reply_started, reply_status
 from handlers.deps import Deps
@@ -113,71 +120,92 @@ def _backup(command: BackupCommand, slash: SlashCommand, context: Any, deps: Dep
         requested_by=asked.requested_by,
         reason=asked.reason,
     )
+    if not chat_allowlist_configured(deps.settings):  # nothing to queue: chat may back up nothing
+        return reply_error(CHAT_OFF, instance=command.instance)
     reply_to = slack_reply_target(slash, deps.clock.now())
     if can_defer(deps.settings):
         assert deps.settings.request_queue_url is not None
-        body = chat_command_body(command, trigger, asked, reply_to, deps.settings)
-        try:
-            deps.queue.send(deps.settings.request_queue_url, body)
-        except QueueError as exc:
-            log.warning("chat command not queued: running it before the answer", extra={"error": str(exc)})
-        else:
+        body = chat_command_body(command, trigger, reply_to, deps.settings)
+        if body_bytes(body) <= deps.settings.max_body_bytes:  # else the queue invocation would refuse it: inline
+            try:
+                deps.queue.send(deps.settings.request_queue_url, body)
+            except QueueError as exc:
+                # Not run inline instead: the message may have been stored all the same (a timeout), and a second
+                # run would answer long after Slack's 3 s. The user retries; nothing has started.
+                log.warning("chat command not queued", extra={"error": str(exc)})
+                return reply_error("the command could not be handed on (queue unavailable), try again")
             log.info("chat command queued", extra={"trigger_id": trigger.trigger_id})
             return reply_queued(command.instance, dry_run=command.dry_run)
-    return _run_backup(command, trigger, asked, reply_to, _bounded_cloud(context, deps), context, deps).payload
+    return _run_backup(command, trigger, reply_to, _bounded_cloud(context, deps), context, deps).payload
 
 
-def handle_chat_command(data: dict[str, Any], carrier: TriggerInfo, context: Any, deps: Deps) -> None:
+def handle_chat_command(data: dict[str, Any], carrier: TriggerInfo, attempt: int, context: Any, deps: Deps) -> bool:
     """A `ChatCommand` from the request queue (chatops.deferred): run it and post the answer to its response_url.
 
-    Never asks for a redelivery: the answer (including "try again" for transient problems) goes to the person who
-    asked, as the inline answer does. A refused message ends in a failed result that names the queue message."""
+    Returns True when the message must come back (the queue's redelivery, with the same trigger id and so the
+    same idempotency keys): a started backup whose ticket was not sent, a failed result no sink took, or nothing
+    startable yet for transient reasons. `attempt` counts the earlier deliveries; at the last one
+    (REDELIVERY_MAX_ATTEMPTS) the answer says what happened and the message does not come back. A refused
+    message ends in one failed result: named after the queue message when it does not verify, after its own
+    trigger when it verifies but has expired."""
     log = get_logger()
     try:
         message = read_chat_command(data, deps.settings, deps.clock.now())
     except RefusedChatCommand as exc:
         log.error("chat command refused", extra={"error": str(exc), "trigger_id": carrier.trigger_id})
+        expired = exc.message if isinstance(exc, ExpiredChatCommand) else None
         try:
-            emit_request_failure(RequestInvalid(str(exc)), carrier, None, deps.ports(context))
+            emit_request_failure(
+                RequestInvalid(str(exc)),
+                expired.trigger if expired else carrier,
+                expired.request if expired else None,
+                deps.ports(context),
+                reply_to=expired.reply_to if expired else None,  # expired: SLACK_INCOMING_WEBHOOK_URL, if set
+            )
         except RedeliveryRequested:
             log.error("the refusal's result was not delivered")
-        return
-    log.append_keys(slack_user=message.request.requested_by, command="backup")
+        return False
+    log.append_keys(slack_user=message.trigger.requested_by, command="backup")
     # The started answer takes one of the response_url's messages: the follow-up gets the others.
     left = message.reply_to.messages_left - 1
     outcome = _run_backup(
         message.command,
         message.trigger,
-        message.request,
         message.reply_to.model_copy(update={"messages_left": left}),
         deps.cloud(context),
         context,
         deps,
     )
+    last = attempt + 1 >= deps.settings.redelivery_max_attempts
+    if outcome.comes_back and not last:
+        log.warning("chat command must come back", extra={"attempt": attempt, "trigger_id": carrier.trigger_id})
+        return True
     if outcome.results_posted:
         log.info("chat command done: its results were posted", extra={"trigger_id": message.trigger.trigger_id})
-        return
+        return False
     chat = next((s for s in deps.sinks(message.reply_to) if isinstance(s, ProgressSink)), None)
     posted = chat is not None and chat.post_progress(outcome.payload["text"])
     log.info("chat command done", extra={"trigger_id": message.trigger.trigger_id, "answer_posted": posted})
+    return False
 
 
 @dataclass(frozen=True)
 class _Outcome:
     payload: dict[str, Any]  # the answer, as Slack JSON
     results_posted: bool = False  # the targets' failed results went to the chat already: the answer would repeat them
+    comes_back: bool = False  # a redelivery (same keys) could still finish it: see handle_chat_command
 
 
 def _run_backup(
     command: BackupCommand,
     trigger: TriggerInfo,
-    asked: BackupRequest,
     reply_to: ReplyTarget,
     cloud: Any,
     context: Any,
     deps: Deps,
 ) -> _Outcome:
     log = get_logger()
+    asked = ChatCommand(command=command, trigger=trigger, reply_to=reply_to).request
     body = asked.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
     resolver = Resolver(cloud, deps.settings, deps.clock)
 
@@ -212,18 +240,21 @@ def _run_backup(
         if started:  # HANDOFF_FAILED: the backups run, but nothing will report on them here
             ops = [(s.target.policy_name or s.policy_id or "?", s.operation_id) for s in started]
             note = f"{exc.message}: progress and the result will not be posted; check with /backup status"
-            return _Outcome(reply_started(command.instance, ops, reason=command.reason, warning=note))
-        return _Outcome(reply_error(exc.message, instance=command.instance))
+            payload = reply_started(command.instance, ops, reason=command.reason, warning=note)
+            return _Outcome(payload, comes_back=True)
+        return _Outcome(reply_error(exc.message, instance=command.instance), comes_back=isinstance(exc, TRANSIENT))
     except RedeliveryRequested as exc:
         text = f"the result could not be delivered, try again: {exc}"
-        return _Outcome(reply_error(text, instance=command.instance))
+        return _Outcome(reply_error(text, instance=command.instance), comes_back=True)
     if report.dry_run:
         plan = [p.target.policy_name or p.policy_id or "?" for p in report.plan]
         return _Outcome(reply_dry_run(command.instance, plan))
     if report.started:
         started = [(s.target.policy_name or s.policy_id or "?", s.operation_id) for s in report.started]
-        return _Outcome(reply_started(command.instance, started, reason=command.reason))
+        later = f"{len(report.queued)} more will be retried (transient errors)" if report.queued else None
+        return _Outcome(reply_started(command.instance, started, reason=command.reason, note=later))
     problems = [f.error.message for f in report.failed] + [r.message for r in report.retryable]
     problems += [f"skipped {s.target.instance_name or s.compute_instance_id}: {s.reason}" for s in report.skipped]
     payload = reply_error("; ".join(problems) or "nothing was started", instance=command.instance)
-    return _Outcome(payload, results_posted=bool(report.failed) and not report.retryable and not report.skipped)
+    results_posted = bool(report.failed) and not report.retryable and not report.skipped
+    return _Outcome(payload, results_posted=results_posted, comes_back=report.needs_redelivery)

@@ -151,6 +151,14 @@ def _handle_several(invocation: Invocation, context: Any, deps: Deps, metrics: M
     return {"ok": all(r.get("ok") is True for r in replies), "messages": replies}
 
 
+def _attempt(message: InboundMessage, delivery: Delivery) -> int:
+    """How many times this request was delivered before: sent back by the function (Yandex) or redelivered by SQS
+    (its ApproximateReceiveCount, which counts this delivery too)."""
+    count = message.attributes.get("ApproximateReceiveCount", "1")
+    received = int(count) if count.isdigit() and len(count) < 6 else 1
+    return max(delivery.attempt, received - 1)
+
+
 def _handle_queue(invocation: Invocation, context: Any, deps: Deps, metrics: MetricsRecorder) -> Any:
     log = get_logger()
     batch_ports = deps.ports(context)
@@ -162,15 +170,15 @@ def _handle_queue(invocation: Invocation, context: Any, deps: Deps, metrics: Met
         fresh = Freshness(now=deps.clock.now(), max_age=message_max_age(deps.settings))
         delivery = read_delivery(message.body_text, _trigger(invocation, message), deps.settings, fresh)
         chat = chat_command_data(delivery.body, deps.settings)
-        if chat is not None:  # a Slack command answered before it ran (chatops.deferred): it posts its own answer
-            handle_chat_command(chat, delivery.trigger, context, deps)
-            continue
         settled = Settled(metrics, seen)
         ports = replace(batch_ports, metrics=settled)
         try:
-            report = run_request(delivery.body, delivery.trigger, ports, from_request_queue=True, resolver=resolver)
-            comes_back = report.needs_redelivery
-            log.info("message done", extra={"messageId": message.message_id, **report.counts()})
+            if chat is not None:  # a Slack command answered before it ran (chatops.deferred): it posts its answer
+                comes_back = handle_chat_command(chat, delivery.trigger, _attempt(message, delivery), context, deps)
+            else:
+                report = run_request(delivery.body, delivery.trigger, ports, from_request_queue=True, resolver=resolver)
+                comes_back = report.needs_redelivery
+                log.info("message done", extra={"messageId": message.message_id, **report.counts()})
         except (*TRANSIENT, RedeliveryRequested) as exc:
             log.warning("message must come back", extra={"messageId": message.message_id, "error": str(exc)})
             comes_back = True

@@ -263,7 +263,6 @@ def test_a_tampered_chat_command_is_refused(e2e: Harness, receiver: Receiver, ta
 def test_a_forged_chat_command_is_refused(e2e: Harness, receiver: Receiver) -> None:
     """Written by someone who may send to the queue but has no HANDOFF_SECRET (signed with another key)."""
     from backups.models import ReplyTarget, TriggerInfo
-    from backups.request import BackupRequest
     from chatops.commands import BackupCommand
     from chatops.deferred import ChatCommand
 
@@ -271,7 +270,6 @@ def test_a_forged_chat_command_is_refused(e2e: Harness, receiver: Receiver) -> N
     forged = ChatCommand(
         command=BackupCommand(instance_name="prod-db-1"),
         trigger=TriggerInfo(source="slack", trigger_id="slack:forged"),
-        request=BackupRequest(instance_name="prod-db-1"),
         reply_to=ReplyTarget(response_url=f"https://hooks.slack.com{RESPONSE_PATH}", expires_at="2099-01-01T00:00:00Z"),
     ).signed("not-the-handoff-secret")
     deliver_body(e2e, receiver, forged.body())
@@ -279,17 +277,21 @@ def test_a_forged_chat_command_is_refused(e2e: Harness, receiver: Receiver) -> N
 
 
 def test_an_expired_chat_command_is_refused(e2e: Harness, receiver: Receiver) -> None:
-    """A copy replayed after its response_url expired (30 minutes) starts nothing, though its signature is good."""
+    """A copy replayed after its response_url expired (30 minutes) starts nothing, though its signature is good;
+    it verified, so its failed result names its own Slack trigger."""
+    from handlers.trigger import handle
+
     from tests.e2e.conftest import ShiftedClock
 
     e2e.setenv(CHAT_ALLOWED_FOLDERS=DEMO_FOLDER_ID)
     message = queued_body(e2e, receiver)
-    from handlers.trigger import handle
-
     deps = chat_deps(e2e, receiver)
     deps.clock = ShiftedClock(timedelta(minutes=31))
     handle(e2e.queue_event("requests", [json.dumps(message)]), e2e.context(), deps)
-    refused(e2e, receiver, "expired")
+    assert e2e.executes() == [] and e2e.tickets() == [] and receiver.requests == []
+    [event] = e2e.take_results()
+    assert event["data"]["status"] == "failed" and "expired" in event["data"]["error"]["message"]
+    assert event["data"]["source"] == "slack" and event["data"]["requestedBy"] == "slack:alice"
 
 
 def test_chat_commands_from_the_queue_are_refused_without_a_handoff_secret(e2e: Harness, receiver: Receiver) -> None:
@@ -300,8 +302,8 @@ def test_chat_commands_from_the_queue_are_refused_without_a_handoff_secret(e2e: 
     refused(e2e, receiver, "HANDOFF_SECRET is not set")
 
 
-def test_a_queue_that_refuses_the_command_runs_it_before_the_answer(chat: Harness, receiver: Receiver) -> None:
-    """The hand-off is an optimisation: when the queue refuses the message, the command runs inline."""
+def test_a_queue_that_refuses_the_command_says_try_again(chat: Harness, receiver: Receiver, mode: str) -> None:
+    """Not run inline instead: the message may have been stored all the same, and a second run would answer late."""
     from handlers.trigger import handle
 
     from backups.ports import QueueError
@@ -312,14 +314,97 @@ def test_a_queue_that_refuses_the_command_runs_it_before_the_answer(chat: Harnes
     class Refusing:
         def send(self, url: str, body: str, *, delay_seconds: int = 0) -> str:
             if url == deps.settings.request_queue_url:
-                raise QueueError("queue unreachable: EndpointConnectionError")
+                raise QueueError("queue unreachable: ReadTimeout")
             return real.send(url, body, delay_seconds=delay_seconds)
 
         def send_many(self, url: str, bodies: Any, *, delay_seconds: int = 0) -> list[str]:
             return real.send_many(url, bodies, delay_seconds=delay_seconds)
 
     deps._queue = Refusing()
-    reply = handle(slack_event(chat, "prod-db-1"), chat.context(), deps)
-    [execute] = chat.executes()
-    assert execute["operationId"] in reply_json(reply)["text"]
-    assert chat.requests() == []
+    text = reply_json(handle(slack_event(chat, "prod-db-1"), chat.context(), deps))["text"]
+    if mode == "inline":  # no request queue: nothing to refuse
+        assert len(chat.executes()) == 1
+        return
+    assert "try again" in text and chat.executes() == [] and chat.requests() == []
+
+
+def test_the_answer_makes_no_cloud_call(e2e: Harness, receiver: Receiver) -> None:
+    e2e.setenv(CHAT_ALLOWED_FOLDERS=DEMO_FOLDER_ID)
+    before = len(e2e.state.call_log)
+    body = command(e2e, receiver, "prod-db-1")
+    assert "Starting a backup" in body["text"]
+    assert e2e.state.call_log[before:] == []
+
+
+def test_chat_off_is_answered_at_once(e2e: Harness, receiver: Receiver) -> None:
+    """No allowlist: nothing is queued, nothing is asked of the cloud."""
+    before = len(e2e.state.call_log)
+    body = command(e2e, receiver, "prod-db-1")
+    assert "chat backups are off" in body["text"]
+    assert e2e.requests() == [] and e2e.state.call_log[before:] == []
+
+
+def test_a_duplicate_delivery_starts_one_backup_and_spends_the_url_without_a_retry_storm(
+    e2e: Harness, receiver: Receiver
+) -> None:
+    """At-least-once: the same queued command twice gives one operation (same keys), two ticket chains, and more
+    messages than a response_url takes. Slack refuses those (404 here): the URL is spent, and the results still
+    reach the other sinks without the follow-up asking for them again."""
+    from handlers.followup import handle as followup
+
+    e2e.setenv(CHAT_ALLOWED_FOLDERS=DEMO_FOLDER_ID)
+    message = queued_body(e2e, receiver)
+    deliver_body(e2e, receiver, message)
+    deliver_body(e2e, receiver, message)
+    executes = {e["operationId"] for e in e2e.executes()}
+    assert len(executes) == 1
+    receiver.status = 404  # what Slack says to a used-up response_url (here: at once, for both chains' results)
+    events = e2e.run_until_results(2, followup=lambda ev, c: followup(ev, c, chat_deps(e2e, receiver)), settle=True)
+    assert {ev["id"] for ev in events} and {ev["data"]["operationId"] for ev in events} == executes
+    assert len({ev["id"] for ev in events}) == 1  # one result (twice: the consumers deduplicate by id)
+    assert e2e.invocation_errors == []
+    assert e2e.platform.pending("followups") == 0
+    assert e2e.platform.drain("followups", dead_letter=True) == []  # no ticket given up on for a spent URL
+    assert len(receiver.requests) <= 6  # two answers, then per chain one refused progress and one refused result
+
+
+@pytest.mark.parametrize("platform_kind", ["aws", "yandex"])
+def test_a_started_backup_whose_ticket_was_not_sent_comes_back_and_is_answered_once(
+    e2e: Harness, receiver: Receiver, platform_kind: str
+) -> None:
+    """The follow-up queue refuses the ticket once: the chat command comes back (same trigger id, same operation),
+    and only the delivery that finished posts the answer."""
+    from handlers.trigger import handle
+
+    from backups.ports import QueueError
+
+    e2e.setenv(CHAT_ALLOWED_FOLDERS=DEMO_FOLDER_ID)
+    message = queued_body(e2e, receiver)
+    deps = chat_deps(e2e, receiver)
+    real = deps.queue
+    refusals = [1]
+
+    class RefusingOnce:
+        def send(self, url: str, body: str, *, delay_seconds: int = 0) -> str:
+            return real.send(url, body, delay_seconds=delay_seconds)
+
+        def send_many(self, url: str, bodies: Any, *, delay_seconds: int = 0) -> list[str]:
+            if url == deps.settings.followup_queue_url and refusals:
+                refusals.pop()
+                raise QueueError("queue unreachable: ConnectTimeout")
+            return real.send_many(url, bodies, delay_seconds=delay_seconds)
+
+    deps._queue = RefusingOnce()
+    e2e.platform.sqs.send_message(QueueUrl=e2e.platform.queues["requests"], MessageBody=json.dumps(message))
+    first = e2e.platform.deliver("requests", lambda ev, c: handle(ev, c, deps), "trigger")
+    assert first is not None and receiver.requests == []  # nothing said yet: it comes back
+    assert len(e2e.executes()) == 1
+    deadline = time.monotonic() + 10
+    second = None
+    while second is None and time.monotonic() < deadline:
+        second = e2e.platform.deliver("requests", lambda ev, c: handle(ev, c, deps), "trigger", wait=1)
+    assert second is not None and second.error is None
+    assert {e["operationId"] for e in e2e.executes()} == {e2e.executes()[0]["operationId"]}
+    [ticket] = e2e.tickets()
+    [posted] = receiver.requests
+    assert ticket["operationId"] in posted.json()["text"]

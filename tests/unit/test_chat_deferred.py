@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backups.models import ReplyTarget, TriggerInfo
-from backups.request import BackupRequest
 from chatops.commands import BackupCommand
 from chatops.deferred import (
     RefusedChatCommand,
@@ -34,8 +33,7 @@ def _settings(**kw: Any) -> Settings:
 def _body(settings: Settings, *, expires: datetime = NOW + timedelta(minutes=30)) -> str:
     return chat_command_body(
         BackupCommand(instance_name="prod-db-1", reason="release"),
-        TriggerInfo(source="slack", trigger_id="slack:1.2.3", requested_by="slack:alice"),
-        BackupRequest(instance_name="prod-db-1", reason="release", requested_by="slack:alice"),
+        TriggerInfo(source="slack", trigger_id="slack:1.2.3", requested_by="slack:alice", reason="release"),
         ReplyTarget(response_url="https://hooks.slack.com/commands/T1/2/x", expires_at=expires),
         settings,
     )
@@ -47,6 +45,7 @@ def test_a_signed_command_reads_back() -> None:
     assert data is not None
     message = read_chat_command(data, s, NOW)
     assert message.command.instance == "prod-db-1" and message.trigger.trigger_id == "slack:1.2.3"
+    assert message.request.requested_by == "slack:alice" and message.request.instance_name == "prod-db-1"
 
 
 def test_it_expires_with_its_response_url() -> None:
@@ -79,9 +78,10 @@ def test_only_kind_chat_is_a_chat_command() -> None:
     assert chat_command_data('{"kind": "chat", "pad": "' + "x" * s.max_body_bytes + '"}', s) is None
 
 
+TEXT = st.text(st.characters(exclude_categories=()), max_size=20)  # lone surrogates too: JSON can carry them
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
     max_leaves=20,
 )
 
@@ -109,3 +109,18 @@ def test_changing_any_signed_part_is_refused(field: str, junk: Any) -> None:
     data[field] = junk
     with pytest.raises(RefusedChatCommand):
         read_chat_command(data, s, NOW)
+
+
+def test_a_signature_that_is_not_text_is_refused_not_a_crash() -> None:
+    s = _settings()
+    data = parse_json_object(_body(s), "body")
+    data["signature"] = "\ud800"
+    with pytest.raises(RefusedChatCommand):
+        read_chat_command(data, s, NOW)
+
+
+def test_a_refusal_names_only_the_fields_a_command_has() -> None:
+    data = {"kind": "chat", "<!channel> " + "A" * 20_000: 1}
+    with pytest.raises(RefusedChatCommand) as info:
+        read_chat_command(data, _settings(), NOW)
+    assert len(str(info.value)) < 200 and "channel" not in str(info.value)
