@@ -28,8 +28,10 @@ import requests  # noqa: F401  (ycloud.client and the webhook sink use it)
 from handlers.followup import handle as _followup
 from handlers.trigger import handle as _trigger
 
+import adapters.aws  # noqa: F401  (SQS and Secrets Manager: every path hands off or sends back a ticket)
+import adapters.secrets  # noqa: F401  (AWS: the secrets named by ARN, read at an instance's first call)
 import adapters.sinks
-import adapters.sqs
+import adapters.sqs  # noqa: F401
 import ycloud.client  # noqa: F401  (handlers.deps builds the client from it)
 
 
@@ -42,5 +44,3 @@ def followup_handler(event: Any, context: Any) -> Any:
     """Follow-up tickets from the follow-up queue: check each operation, reschedule or emit its result."""
     return _followup(event, context)
 
-
-adapters.sqs.preload()  # botocore's SQS data, parsed in init (adapters.sqs)
