@@ -59,7 +59,8 @@ class SqsQueue:
                 failed = _entries(reply, "Failed")
                 if failed:
                     # Retry the failed entries once: batch failures are usually throttling of single entries.
-                    retry = [entries[i] for i in sorted({_index(f, len(entries)) for f in failed} - {None})]
+                    indexes = {i for f in failed if (i := _index(f, len(entries))) is not None}
+                    retry = [entries[i] for i in sorted(indexes)]
                     again = self._batch(queue_url, retry) if retry else {"Failed": failed}
                     still = _entries(again, "Failed")
                     if still or len(retry) < len(failed):
