@@ -1,7 +1,9 @@
 """Configuration: every environment variable the function reads, in one pydantic model.
 
 Read once per invocation with `Settings.from_env()`; nothing reads `os.environ` elsewhere in the
-function code. Every variable is documented in the README's configuration table.
+function code, except the AWS SDKs' standard variables (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL_SQS`, ...), which
+adapters.aws reads per call as the SDK did, and app.py's one import hint. Every variable is documented in the
+README's configuration table.
 """
 
 from __future__ import annotations
