@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.aws import SECRETS_MANAGER, SQS, AwsError, AwsJsonClient, AwsUnreachable, clean
 from adapters.sinks import QueueSink
@@ -240,3 +243,28 @@ def test_failed_entries_are_retried_once(receiver):
 def test_clean_escapes_control_and_non_ascii_characters():
     assert clean("a\nb\x1b[0m é") == "a\\x0ab\\x1b[0m \\xe9"
     assert clean("Signature=abc, Credential=AKID/x") == "Signature=***, Credential=***"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.one_of(json_values, st.fixed_dictionaries({"__type": st.text(), "message": st.text()})),
+    query_error=st.text(max_size=60),
+    status=st.integers(300, 599),
+)
+def test_any_error_answer_reads_as_a_safe_error(body, query_error, status):
+    from adapters.aws import Credentials, _error
+
+    error = _error("Op", status, body, query_error, Credentials(KEY, SECRET, TOKEN))
+    text = str(error)
+    assert re.fullmatch(r"[A-Za-z0-9._-]{1,128}", error.code) and re.fullmatch(
+        r"[A-Za-z0-9._-]{1,128}", error.json_code
+    )
+    assert text.isascii() and text.isprintable() and len(error.message) <= 300
+    assert no_credentials(text)
