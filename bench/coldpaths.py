@@ -88,8 +88,16 @@ def measure(servers: Any, runs: int = 3, extra_sizes: tuple[int, ...] = ()) -> d
     deployed = deployed_sizes()
     sizes = sorted({*BASE_SIZES, *_deployed_for(deployed, "baseline"), *extra_sizes})
     slack_secret = os.urandom(16).hex()
-    # "throttled" (Yandex, as deploy-yc.sh deploys): a token and the secrets' values in the environment.
-    slack_env = servers.env("stub", SLACK_SIGNING_SECRET=slack_secret, CHAT_ALLOWED_FOLDERS=DEMO_FOLDER_ID)
+    # "throttled" (Yandex, as deploy-yc.sh deploys): a token and the secrets' values in the environment. The
+    # request queue and the handoff key are set, so a backup command is answered before it runs (handlers.slack)
+    # and the ack is the verification, one queue message and the reply.
+    slack_env = servers.env(
+        "stub",
+        SLACK_SIGNING_SECRET=slack_secret,
+        CHAT_ALLOWED_FOLDERS=DEMO_FOLDER_ID,
+        REQUEST_QUEUE_URL=servers.queues["stub:requests"],
+        HANDOFF_SECRET=os.urandom(16).hex(),
+    )
     yandex = {
         "slack": slack_env,
         "first": servers.env("stub"),
@@ -99,7 +107,13 @@ def measure(servers: Any, runs: int = 3, extra_sizes: tuple[int, ...] = ()) -> d
     # Yandex Cloud credentials as an authorized key exchanged at the emulator's IAM (servers.aws_deployment).
     aws = servers.aws_deployment(slack_secret)
     aws_envs = {
-        "slack": {**slack_env, "SLACK_SIGNING_SECRET": "", "BENCH_SLACK_SECRET": slack_secret, **aws["trigger"]},
+        "slack": {
+            **slack_env,
+            "SLACK_SIGNING_SECRET": "",
+            "HANDOFF_SECRET": "",
+            "BENCH_SLACK_SECRET": slack_secret,
+            **aws["trigger"],
+        },
         "first": {**yandex["first"], **aws["trigger"]},
         "followup": {**yandex["followup"], **aws["followup"]},
     }
@@ -182,7 +196,8 @@ def measure(servers: Any, runs: int = 3, extra_sizes: tuple[int, ...] = ()) -> d
 
 
 def _ok(scenario: str, result: dict[str, Any]) -> bool:
-    """The scenario did its work: the Slack reply said started, the trigger started one, the follow-up finished."""
+    """The scenario did its work: the Slack reply said the backup is starting (queued) or started (inline), the
+    trigger started one, the follow-up finished."""
     if scenario == "slack":
         return bool(result.get("started_replies") == 1 and result.get("status_codes") == [200])
     if scenario == "first":

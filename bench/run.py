@@ -87,7 +87,13 @@ def run_all(
         figures["first_invocation"] = summarize_first(first)
 
         _say(f"slack: signed slash command, {fresh_runs} cold processes, warm in the first ...")
-        slack_env = servers.env("moto", SLACK_SIGNING_SECRET=os.urandom(16).hex(), CHAT_ALLOWED_FOLDERS=DEMO_FOLDER_ID)
+        slack_env = servers.env(  # as deployed: answered first, handed to the request queue (handlers.slack)
+            "moto",
+            SLACK_SIGNING_SECRET=os.urandom(16).hex(),
+            CHAT_ALLOWED_FOLDERS=DEMO_FOLDER_ID,
+            REQUEST_QUEUE_URL=servers.queues["moto:requests"],
+            HANDOFF_SECRET=os.urandom(16).hex(),
+        )
         slack = [
             servers.spawn("slack", {"text": INSTANCE_PROD_DB, "warm_runs": 7 if i == 0 else 0}, slack_env)
             for i in range(fresh_runs)

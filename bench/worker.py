@@ -118,7 +118,7 @@ def slack(spec: dict[str, Any]) -> dict[str, Any]:
         "warm_ms": [ms(w) for w in warm],
         "warm_median_ms": ms(median(warm)) if warm else None,
         "status_codes": sorted({r.get("statusCode") for r in replies if isinstance(r, dict)}),
-        "started_replies": sum(1 for t in texts if "started" in t),
+        "started_replies": sum(1 for t in texts if "started" in t or "Starting a backup" in t),
         "replies": len(replies),
         "sample_reply": texts[0][:120],
     }

@@ -71,6 +71,16 @@ def reply_started(
     return _reply("\n".join(lines))
 
 
+def reply_queued(instance: str, *, dry_run: bool = False) -> dict[str, Any]:
+    """The answer to a backup command handed to the request queue (chatops.deferred): what comes next, and where."""
+    if dry_run:
+        return _reply(f":mag: Checking what a backup of {_code(instance)} would do. The plan follows here.")
+    return _reply(
+        f":hourglass_flowing_sand: Starting a backup of {_code(instance)}. "
+        "The operation id follows here, then progress and the result."
+    )
+
+
 def reply_dry_run(instance: str, policies: Sequence[str], *, note: str | None = None) -> dict[str, Any]:
     """The plan of a --dry-run: which policies would be executed on `instance`; nothing was started."""
     if policies:

@@ -1,20 +1,29 @@
 """The Slack slash command: `/backup <instance> [policy] [--dry-run] [--reason "..."]`, `status`, `help`.
 
-The request is already verified (handlers.http). The answer is an ephemeral message within Slack's 3 seconds:
-the backup is resolved and started inline (a listing or two and one Execute), the operation id is named, and
-the follow-up posts progress and the result to the command's response_url. Slack shows a non-200 answer as a
-failed command, so errors are 200 with an explanation. Chat may back up only what the allowlist names.
+The request is already verified (handlers.http). The answer is an ephemeral message within Slack's 3 seconds.
+A backup command is answered before any cloud call when the function can hand off (REQUEST_QUEUE_URL and
+HANDOFF_SECRET set): it goes to the request queue as a signed `ChatCommand` (chatops.deferred), the answer says the
+backup is starting, and the request-queue invocation (`handle_chat_command`) starts it and posts the operation id
+to the command's response_url. Without the hand-off, or when the queue refuses the message, it is resolved and
+started inline (a listing or two and one Execute) and the answer names the operation id. Either way the
+follow-up posts progress and the result to the response_url. `status` and `help` are answered inline. Slack shows
+a non-200 answer as a failed command, so errors are 200 with an explanation. Chat may back up only what the
+allowlist names.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from backups.errors import RedeliveryRequested, StartError
-from backups.models import TriggerInfo
+from backups.errors import RedeliveryRequested, RequestInvalid, StartError
+from backups.models import ReplyTarget, TriggerInfo
+from backups.ports import QueueError
+from backups.request import BackupRequest
 from backups.resolve import Resolver
-from backups.run import run_request
+from backups.results import ProgressSink
+from backups.run import emit_request_failure, run_request
 from backups.target import BackupTarget
 from chatops.allowlist import Forbidden, check_chat_allowed
 from chatops.commands import (
@@ -24,8 +33,9 @@ from chatops.commands import (
     slack_reply_target,
     to_backup_request,
 )
+from chatops.deferred import RefusedChatCommand, can_defer, chat_command_body, read_chat_command
 from chatops.form import SlashCommand, parse_slash_form
-from chatops.replies import reply_dry_run, reply_error, reply_for_help, reply_started, reply_status
+from chatops.replies import reply_dry_run, reply_error, reply_for_help, reply_queued, reply_started, reply_status
 from handlers.deps import Deps
 from observability import get_logger
 from security.common import BadRequest
@@ -103,10 +113,73 @@ def _backup(command: BackupCommand, slash: SlashCommand, context: Any, deps: Dep
         requested_by=asked.requested_by,
         reason=asked.reason,
     )
-    body = asked.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
-    cloud = _bounded_cloud(context, deps)
-    resolver = Resolver(cloud, deps.settings, deps.clock)
     reply_to = slack_reply_target(slash, deps.clock.now())
+    if can_defer(deps.settings):
+        assert deps.settings.request_queue_url is not None
+        body = chat_command_body(command, trigger, asked, reply_to, deps.settings)
+        try:
+            deps.queue.send(deps.settings.request_queue_url, body)
+        except QueueError as exc:
+            log.warning("chat command not queued: running it before the answer", extra={"error": str(exc)})
+        else:
+            log.info("chat command queued", extra={"trigger_id": trigger.trigger_id})
+            return reply_queued(command.instance, dry_run=command.dry_run)
+    return _run_backup(command, trigger, asked, reply_to, _bounded_cloud(context, deps), context, deps).payload
+
+
+def handle_chat_command(data: dict[str, Any], carrier: TriggerInfo, context: Any, deps: Deps) -> None:
+    """A `ChatCommand` from the request queue (chatops.deferred): run it and post the answer to its response_url.
+
+    Never asks for a redelivery: the answer (including "try again" for transient problems) goes to the person who
+    asked, as the inline answer does. A refused message ends in a failed result that names the queue message."""
+    log = get_logger()
+    try:
+        message = read_chat_command(data, deps.settings, deps.clock.now())
+    except RefusedChatCommand as exc:
+        log.error("chat command refused", extra={"error": str(exc), "trigger_id": carrier.trigger_id})
+        try:
+            emit_request_failure(RequestInvalid(str(exc)), carrier, None, deps.ports(context))
+        except RedeliveryRequested:
+            log.error("the refusal's result was not delivered")
+        return
+    log.append_keys(slack_user=message.request.requested_by, command="backup")
+    # The started answer takes one of the response_url's messages: the follow-up gets the others.
+    left = message.reply_to.messages_left - 1
+    outcome = _run_backup(
+        message.command,
+        message.trigger,
+        message.request,
+        message.reply_to.model_copy(update={"messages_left": left}),
+        deps.cloud(context),
+        context,
+        deps,
+    )
+    if outcome.results_posted:
+        log.info("chat command done: its results were posted", extra={"trigger_id": message.trigger.trigger_id})
+        return
+    chat = next((s for s in deps.sinks(message.reply_to) if isinstance(s, ProgressSink)), None)
+    posted = chat is not None and chat.post_progress(outcome.payload["text"])
+    log.info("chat command done", extra={"trigger_id": message.trigger.trigger_id, "answer_posted": posted})
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    payload: dict[str, Any]  # the answer, as Slack JSON
+    results_posted: bool = False  # the targets' failed results went to the chat already: the answer would repeat them
+
+
+def _run_backup(
+    command: BackupCommand,
+    trigger: TriggerInfo,
+    asked: BackupRequest,
+    reply_to: ReplyTarget,
+    cloud: Any,
+    context: Any,
+    deps: Deps,
+) -> _Outcome:
+    log = get_logger()
+    body = asked.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
+    resolver = Resolver(cloud, deps.settings, deps.clock)
 
     def allowed(target: BackupTarget) -> None:
         """Chat may back up only what the allowlist names: checked for every target before anything starts."""
@@ -133,21 +206,24 @@ def _backup(command: BackupCommand, slash: SlashCommand, context: Any, deps: Dep
         )
     except Forbidden as exc:
         log.warning("chat backup refused by the allowlist", extra={"reason": str(exc)})
-        return reply_error(str(exc), instance=command.instance)
+        return _Outcome(reply_error(str(exc), instance=command.instance))
     except StartError as exc:
         started = getattr(getattr(exc, "report", None), "started", None)
         if started:  # HANDOFF_FAILED: the backups run, but nothing will report on them here
             ops = [(s.target.policy_name or s.policy_id or "?", s.operation_id) for s in started]
             note = f"{exc.message}: progress and the result will not be posted; check with /backup status"
-            return reply_started(command.instance, ops, reason=command.reason, warning=note)
-        return reply_error(exc.message, instance=command.instance)
+            return _Outcome(reply_started(command.instance, ops, reason=command.reason, warning=note))
+        return _Outcome(reply_error(exc.message, instance=command.instance))
     except RedeliveryRequested as exc:
-        return reply_error(f"the result could not be delivered, try again: {exc}", instance=command.instance)
+        text = f"the result could not be delivered, try again: {exc}"
+        return _Outcome(reply_error(text, instance=command.instance))
     if report.dry_run:
-        return reply_dry_run(command.instance, [p.target.policy_name or p.policy_id or "?" for p in report.plan])
+        plan = [p.target.policy_name or p.policy_id or "?" for p in report.plan]
+        return _Outcome(reply_dry_run(command.instance, plan))
     if report.started:
         started = [(s.target.policy_name or s.policy_id or "?", s.operation_id) for s in report.started]
-        return reply_started(command.instance, started, reason=command.reason)
+        return _Outcome(reply_started(command.instance, started, reason=command.reason))
     problems = [f.error.message for f in report.failed] + [r.message for r in report.retryable]
     problems += [f"skipped {s.target.instance_name or s.compute_instance_id}: {s.reason}" for s in report.skipped]
-    return reply_error("; ".join(problems) or "nothing was started", instance=command.instance)
+    payload = reply_error("; ".join(problems) or "nothing was started", instance=command.instance)
+    return _Outcome(payload, results_posted=bool(report.failed) and not report.retryable and not report.skipped)

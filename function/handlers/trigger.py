@@ -22,9 +22,11 @@ from backups.handoff import QUEUE_BODY_LIMITS, read_delivery
 from backups.models import TriggerInfo
 from backups.resolve import Resolver
 from backups.run import run_request
+from chatops.deferred import chat_command_data
 from handlers.batch import queue_reply, send_back_request, settles_itself
 from handlers.deps import Deps
 from handlers.http import handle_http
+from handlers.slack import handle_chat_command
 from metrics import MetricsRecorder
 from observability import get_logger
 from triggers.detect import parse_event
@@ -106,6 +108,10 @@ def _handle_queue(invocation: Invocation, context: Any, deps: Deps, metrics: Met
     failed: list[str] = []
     for message in invocation.messages:
         delivery = read_delivery(message.body_text, _trigger(invocation, message), deps.settings)
+        chat = chat_command_data(delivery.body, deps.settings)
+        if chat is not None:  # a Slack command answered before it ran (chatops.deferred): it posts its own answer
+            handle_chat_command(chat, delivery.trigger, context, deps)
+            continue
         try:
             report = run_request(delivery.body, delivery.trigger, ports, from_request_queue=True, resolver=resolver)
             comes_back = report.needs_redelivery

@@ -1,6 +1,10 @@
 """The Slack slash command end to end: a signed form against the emulator, the ephemeral answer, and the result
 posted to the command's response_url.
 
+Two modes (handlers.slack): with REQUEST_QUEUE_URL and HANDOFF_SECRET (the harness's default, as deployed) a backup
+command is acknowledged at once and handed to the request queue, whose invocation posts the answer (the operation
+id) to the response_url; without the request queue it runs before the answer (inline).
+
 Slack's response_url is always https://hooks.slack.com/...; the tests inject, through `Deps.sinks_factory`, the
 sinks the environment builds with one change: the chat sink posts to a loopback receiver (same path) instead of
 hooks.slack.com. Nothing else is replaced.
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,8 +59,41 @@ def command(h: Harness, receiver: Receiver, text: str, **kw: Any) -> dict[str, A
     return body
 
 
+def run_queued(h: Harness, receiver: Receiver) -> Any:
+    """Deliver the request queue once (the queued chat command), its chat posts going to `receiver`."""
+    from handlers.trigger import handle
+
+    record = h.platform.deliver("requests", lambda e, c: handle(e, c, chat_deps(h, receiver)), "trigger")
+    assert record is not None, "nothing was queued"
+    assert record.error is None, record.error
+    return record
+
+
+def answer(h: Harness, receiver: Receiver, text: str, **kw: Any) -> dict[str, Any]:
+    """What the user is told about a backup command: the inline answer, or (queued) the first message posted to
+    the response_url by the request-queue invocation (taken off `receiver.requests`)."""
+    body = command(h, receiver, text, **kw)
+    if ":hourglass_flowing_sand: Starting" not in body["text"] and "The plan follows here" not in body["text"]:
+        return body
+    assert h.executes() == [], "a queued command started something before its answer"
+    run_queued(h, receiver)
+    assert receiver.requests, "the queued command posted nothing"
+    first = receiver.requests.pop(0)
+    assert first.path == RESPONSE_PATH
+    posted: dict[str, Any] = first.json()
+    assert posted["response_type"] == "ephemeral"
+    return posted
+
+
+@pytest.fixture(params=["queued", "inline"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture()
-def chat(e2e: Harness) -> Harness:
+def chat(e2e: Harness, mode: str) -> Harness:
+    if mode == "inline":
+        e2e.setenv(REQUEST_QUEUE_URL=None)
     e2e.setenv(CHAT_ALLOWED_FOLDERS=DEMO_FOLDER_ID)
     return e2e
 
@@ -66,7 +104,7 @@ def test_slash_command_starts_a_backup_and_the_result_reaches_response_url(
 ) -> None:
     from handlers.followup import handle
 
-    body = command(chat, receiver, 'prod-db-1 --reason "before the release"', name=name)
+    body = answer(chat, receiver, 'prod-db-1 --reason "before the release"', name=name)
 
     [execute] = chat.executes()
     assert execute["computeInstanceId"] == INSTANCE_PROD_DB and execute["policyId"] == POLICY_DAILY
@@ -86,12 +124,22 @@ def test_slash_command_starts_a_backup_and_the_result_reaches_response_url(
     assert len(receiver.requests) <= 5  # response_url takes at most 5 messages
 
 
-def test_slash_command_through_the_default_wiring_is_answered(chat: Harness) -> None:
-    """app.trigger_handler with Deps.from_env(): the answer names the operation (the chat sink is not used)."""
+def test_slash_command_through_the_default_wiring_is_answered(chat: Harness, mode: str) -> None:
+    """app.trigger_handler with Deps.from_env(): inline, the answer names the operation; queued, it says the backup
+    is starting, and the request-queue invocation starts it (its post to hooks.slack.com is refused here)."""
     reply = chat.trigger(slack_event(chat, "prod-db-1"))
     assert reply["statusCode"] == 200
+    if mode == "inline":
+        [execute] = chat.executes()
+        assert execute["operationId"] in reply_json(reply)["text"]
+        return
+    assert "Starting a backup of `prod-db-1`" in reply_json(reply)["text"] and chat.executes() == []
+    record = chat.platform.deliver("requests", chat.trigger, "trigger")
+    assert record is not None and record.error is None
     [execute] = chat.executes()
-    assert execute["operationId"] in reply_json(reply)["text"]
+    [ticket] = chat.tickets()
+    assert ticket["operationId"] == execute["operationId"]
+    assert ticket["replyTo"]["messagesLeft"] == 4  # the started message took one of the response_url's five
 
 
 def test_help(chat: Harness, receiver: Receiver) -> None:
@@ -101,7 +149,7 @@ def test_help(chat: Harness, receiver: Receiver) -> None:
 
 
 def test_status_of_a_started_backup(chat: Harness, receiver: Receiver) -> None:
-    command(chat, receiver, "prod-db-1")
+    answer(chat, receiver, "prod-db-1")
     [execute] = chat.executes()
     body = command(chat, receiver, f"status {execute['operationId']}")
     assert execute["operationId"] in body["text"] and INSTANCE_PROD_DB in body["text"]
@@ -116,29 +164,35 @@ def test_status_of_an_unknown_operation(chat: Harness, receiver: Receiver) -> No
 
 def test_allowlist_refusal(chat: Harness, receiver: Receiver) -> None:
     chat.setenv(CHAT_ALLOWED_LABELS=json.dumps({"chatops": "yes"}))
-    body = command(chat, receiver, "prod-db-1")
+    body = answer(chat, receiver, "prod-db-1")
     assert "chat may not back up" in body["text"] and "chatops" in body["text"]
     assert chat.executes() == [] and chat.tickets() == []
 
 
 def test_chat_is_off_without_an_allowlist(e2e: Harness, receiver: Receiver) -> None:
-    body = command(e2e, receiver, "prod-db-1")
+    body = answer(e2e, receiver, "prod-db-1")
     assert "chat backups are off" in body["text"]
     assert e2e.executes() == []
 
 
 def test_dry_run(chat: Harness, receiver: Receiver) -> None:
-    body = command(chat, receiver, "prod-db-1 --dry-run")
+    body = answer(chat, receiver, "prod-db-1 --dry-run")
     assert "Dry run" in body["text"] and POLICY_DAILY in body["text"] and "Nothing was started" in body["text"]
     assert chat.executes() == [] and chat.tickets() == []
 
 
-def test_backup_that_cannot_start_is_explained_and_reported_to_chat(chat: Harness, receiver: Receiver) -> None:
+def test_backup_that_cannot_start_is_explained_and_reported_to_chat(
+    chat: Harness, receiver: Receiver, mode: str
+) -> None:
     body = command(chat, receiver, f"{INSTANCE_NO_POLICY} {POLICY_DAILY}")
-    assert body["text"].startswith(":x:") and "not applied" in body["text"]
+    if mode == "inline":
+        assert body["text"].startswith(":x:") and "not applied" in body["text"]
+    else:  # queued: the failed result is the one message (the answer would only repeat it)
+        run_queued(chat, receiver)
     assert chat.executes() == []
-    [posted] = receiver.requests  # the failed result goes to the response_url too
+    [posted] = receiver.requests  # the failed result goes to the response_url
     assert posted.path == RESPONSE_PATH and "Backup failed" in posted.json()["text"]
+    assert "not applied" in posted.json()["text"] or "not applied" in body["text"]
 
 
 @pytest.mark.parametrize("name", SOURCES)
@@ -156,3 +210,116 @@ def test_stale_slack_timestamp_is_401(chat: Harness) -> None:
     assert reply["statusCode"] == 401
     assert "stale" in reply_json(reply)["error"]["message"]
     assert chat.executes() == []
+
+
+# --- the queued command is a trust boundary: the request queue takes messages from anyone who may send to it ----
+
+
+def queued_body(h: Harness, receiver: Receiver, text: str = "prod-db-1") -> dict[str, Any]:
+    """The chat command a signed Slack request put on the request queue (taken off the queue)."""
+    body = command(h, receiver, text)
+    assert "Starting a backup" in body["text"]
+    [message] = h.requests()
+    assert message["kind"] == "chat"
+    return message
+
+
+def deliver_body(h: Harness, receiver: Receiver, body: dict[str, Any] | str) -> Any:
+    from handlers.trigger import handle
+
+    text = body if isinstance(body, str) else json.dumps(body)
+    return handle(h.queue_event("requests", [text]), h.context(), chat_deps(h, receiver))
+
+
+def refused(h: Harness, receiver: Receiver, why: str) -> None:
+    """Nothing started, nothing posted to the response_url the message names; one failed result for the carrier."""
+    assert h.executes() == [] and h.tickets() == []
+    assert receiver.requests == []
+    [event] = h.take_results()
+    assert event["data"]["status"] == "failed" and event["data"]["error"]["code"] == "INVALID_REQUEST"
+    assert why in event["data"]["error"]["message"]
+    assert event["data"]["source"] != "slack"  # named after the queue message that carried it, not what it claims
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda m: m["command"].update(instance_name="prod-web-1"),
+        lambda m: m["replyTo"].update(responseUrl="https://hooks.slack.com/x/y/z"),
+        lambda m: m["trigger"].update(triggerId="slack:someone-else"),
+        lambda m: m.update(signature=""),
+        lambda m: m.pop("signature"),
+    ],
+    ids=["instance", "response-url", "trigger-id", "empty-signature", "no-signature"],
+)
+def test_a_tampered_chat_command_is_refused(e2e: Harness, receiver: Receiver, tamper: Any) -> None:
+    e2e.setenv(CHAT_ALLOWED_FOLDERS=DEMO_FOLDER_ID)
+    message = queued_body(e2e, receiver)
+    tamper(message)
+    deliver_body(e2e, receiver, message)
+    refused(e2e, receiver, "signature does not verify")
+
+
+def test_a_forged_chat_command_is_refused(e2e: Harness, receiver: Receiver) -> None:
+    """Written by someone who may send to the queue but has no HANDOFF_SECRET (signed with another key)."""
+    from backups.models import ReplyTarget, TriggerInfo
+    from backups.request import BackupRequest
+    from chatops.commands import BackupCommand
+    from chatops.deferred import ChatCommand
+
+    e2e.setenv(CHAT_ALLOWED_FOLDERS=DEMO_FOLDER_ID)
+    forged = ChatCommand(
+        command=BackupCommand(instance_name="prod-db-1"),
+        trigger=TriggerInfo(source="slack", trigger_id="slack:forged"),
+        request=BackupRequest(instance_name="prod-db-1"),
+        reply_to=ReplyTarget(response_url=f"https://hooks.slack.com{RESPONSE_PATH}", expires_at="2099-01-01T00:00:00Z"),
+    ).signed("not-the-handoff-secret")
+    deliver_body(e2e, receiver, forged.body())
+    refused(e2e, receiver, "signature does not verify")
+
+
+def test_an_expired_chat_command_is_refused(e2e: Harness, receiver: Receiver) -> None:
+    """A copy replayed after its response_url expired (30 minutes) starts nothing, though its signature is good."""
+    from tests.e2e.conftest import ShiftedClock
+
+    e2e.setenv(CHAT_ALLOWED_FOLDERS=DEMO_FOLDER_ID)
+    message = queued_body(e2e, receiver)
+    from handlers.trigger import handle
+
+    deps = chat_deps(e2e, receiver)
+    deps.clock = ShiftedClock(timedelta(minutes=31))
+    handle(e2e.queue_event("requests", [json.dumps(message)]), e2e.context(), deps)
+    refused(e2e, receiver, "expired")
+
+
+def test_chat_commands_from_the_queue_are_refused_without_a_handoff_secret(e2e: Harness, receiver: Receiver) -> None:
+    e2e.setenv(CHAT_ALLOWED_FOLDERS=DEMO_FOLDER_ID)
+    message = queued_body(e2e, receiver)
+    e2e.setenv(HANDOFF_SECRET=None)
+    deliver_body(e2e, receiver, message)
+    refused(e2e, receiver, "HANDOFF_SECRET is not set")
+
+
+def test_a_queue_that_refuses_the_command_runs_it_before_the_answer(chat: Harness, receiver: Receiver) -> None:
+    """The hand-off is an optimisation: when the queue refuses the message, the command runs inline."""
+    from handlers.trigger import handle
+
+    from backups.ports import QueueError
+
+    deps = chat_deps(chat, receiver)
+    real = deps.queue
+
+    class Refusing:
+        def send(self, url: str, body: str, *, delay_seconds: int = 0) -> str:
+            if url == deps.settings.request_queue_url:
+                raise QueueError("queue unreachable: EndpointConnectionError")
+            return real.send(url, body, delay_seconds=delay_seconds)
+
+        def send_many(self, url: str, bodies: Any, *, delay_seconds: int = 0) -> list[str]:
+            return real.send_many(url, bodies, delay_seconds=delay_seconds)
+
+    deps._queue = Refusing()
+    reply = handle(slack_event(chat, "prod-db-1"), chat.context(), deps)
+    [execute] = chat.executes()
+    assert execute["operationId"] in reply_json(reply)["text"]
+    assert chat.requests() == []
