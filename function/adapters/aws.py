@@ -15,8 +15,9 @@ The rules (README, "AWS credentials and endpoints"):
 - endpoint: the one given to the client (tests), else `AWS_ENDPOINT_URL_<SERVICE>` (`AWS_ENDPOINT_URL_SQS`,
   `AWS_ENDPOINT_URL_SECRETS_MANAGER`), else `AWS_ENDPOINT_URL`, else the call's own (SQS: the queue URL's origin,
   which is right for Amazon SQS and for Yandex Message Queue), else `https://<service>.<region>.amazonaws.com`.
-- region (the signature's scope): `AWS_REGION`, else `AWS_DEFAULT_REGION`, else read from the endpoint's host
-  (`sqs.<region>.amazonaws.com`; `message-queue.api.cloud.yandex.net` is `ru-central1`), else `us-east-1`.
+- region (the signature's scope): the one the endpoint's host names (`sqs.<region>.amazonaws.com`;
+  `message-queue.api.cloud.yandex.net` is `ru-central1`), else `AWS_REGION`, else `AWS_DEFAULT_REGION`, else
+  `us-east-1`. Host first: a request signed for another region than its endpoint's is refused anyway.
 - retries as botocore's "standard" mode: at most 4 attempts, on throttling codes, 500/502/503/504 and connection
   errors or timeouts, after `random() * 2 ** attempt` seconds (at most 20); connect timeout 3 s, read 10 s.
 - errors: `AwsError` with the code from the JSON body's `__type` (or, for SQS, the legacy code of the
@@ -300,10 +301,10 @@ class AwsJsonClient:
             or env.get("AWS_ENDPOINT_URL")
             or default_endpoint
         )
-        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-        if not region and endpoint:
-            region = region_of_host(urlsplit(endpoint).hostname or "")
-        region = region or "us-east-1"
+        # The region the endpoint's host names comes first: a signature for another region is refused anyway
+        # (a queue in eu-west-1 called from a function in us-east-1, whose AWS_REGION says us-east-1).
+        named = region_of_host(urlsplit(endpoint).hostname or "") if endpoint else None
+        region = named or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
         if not endpoint:
             suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
             endpoint = f"https://{self.service.name}.{region}.{suffix}"

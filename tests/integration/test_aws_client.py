@@ -151,6 +151,16 @@ def test_no_credentials_in_the_environment_is_a_clear_error(receiver):
             ("https://sqs.eu-west-2.amazonaws.com", "eu-west-2"),
         ),
         ({"AWS_REGION": "cn-north-1"}, None, ("https://sqs.cn-north-1.amazonaws.com.cn", "cn-north-1")),
+        (
+            {"AWS_REGION": "us-east-1"},
+            "https://sqs.eu-west-1.amazonaws.com",
+            ("https://sqs.eu-west-1.amazonaws.com", "eu-west-1"),
+        ),
+        (
+            {"AWS_REGION": "us-east-1"},
+            "https://message-queue.api.cloud.yandex.net",
+            ("https://message-queue.api.cloud.yandex.net", "ru-central1"),
+        ),
     ],
 )
 def test_the_endpoint_and_region_rules(environ, default, expected):
