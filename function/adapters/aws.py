@@ -5,10 +5,10 @@ process on a full core: `import botocore.session` ~50-65 ms, parsing its SQS mod
 (the old `adapters.sqs.preload`) ~60-75 ms (the endpoint resolver alone parses the 1.25 MB endpoints.json,
 ~30 ms), a client ~9 ms; and the secrets came through powertools' parameters, i.e. boto3 imported and a second
 client built inside the (CPU-throttled) invocation. This module needs only requests (already loaded for the
-Yandex Cloud client), hashlib and hmac, and imports in about a millisecond. botocore stays the tests' oracle:
+Yandex Cloud client), hashlib and hmac; its own import is ~5 ms. botocore stays the tests' oracle:
 tests/unit/test_aws_sigv4.py signs the same requests with botocore's own `SigV4Auth` and compares.
 
-The rules (README, "AWS credentials and endpoints"):
+The rules (the README's configuration table, `AWS_*` rows):
 - credentials: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` from the environment only.
   That is what Lambda gives a function (its role's temporary keys) and what deploy-yc.sh gives the Yandex
   functions (a static key of the queue service account, from Lockbox). No profiles, files or metadata service.
@@ -18,8 +18,9 @@ The rules (README, "AWS credentials and endpoints"):
 - region (the signature's scope): the one the endpoint's host names (`sqs.<region>.amazonaws.com`;
   `message-queue.api.cloud.yandex.net` is `ru-central1`), else `AWS_REGION`, else `AWS_DEFAULT_REGION`, else
   `us-east-1`. Host first: a request signed for another region than its endpoint's is refused anyway.
-- retries as botocore's "standard" mode: at most 4 attempts, on throttling codes, 500/502/503/504 and connection
-  errors or timeouts, after `random() * 2 ** attempt` seconds (at most 20); connect timeout 3 s, read 10 s.
+- retries as botocore's "standard" mode: at most 4 attempts, on throttling codes, 429/500/502/503/504 and
+  connection errors or timeouts, after `random() * 2 ** attempt` seconds (at most 20); connect timeout 3 s,
+  read 10 s.
 - errors: `AwsError` with the code from the JSON body's `__type` (or, for SQS, the legacy code of the
   `x-amzn-query-error` header) and the service's message, both escaped and shortened. No credential, signature
   or signed header is ever in an exception text: they are redacted from whatever the endpoint sends back.
