@@ -9,6 +9,11 @@ fresh worker processes measure:
 - `followup`: a follow-up's first invocation (one ticket of a finished backup: Operation.Get, the result event);
 - `baseline`: the eager baseline's imports (bench.coldstart.EAGER_BASELINE), whole process under the quota.
 
+What each model's runs configure, as each platform is deployed: "aws" as template.yaml (every secret by ARN,
+read from moto's Secrets Manager in one round trip; the Yandex Cloud credentials as a service-account authorized
+key, itself one of those secrets, exchanged at the emulator's `POST /iam/v1/tokens`; signed follow-up tickets);
+"throttled" as deploy-yc.sh (an IAM token and the secrets' values in the environment, as Lockbox hands them over).
+
 Runs are interleaved (every size, model and scenario once, then again) so a busy moment of the shared machine
 hits them alike; the median of `runs` is reported. Where cgroups cannot be created, the reason is kept and every
 scenario runs once per round unthrottled (model "unthrottled").
@@ -82,19 +87,35 @@ def measure(servers: Any, runs: int = 3, extra_sizes: tuple[int, ...] = ()) -> d
 
     deployed = deployed_sizes()
     sizes = sorted({*BASE_SIZES, *_deployed_for(deployed, "baseline"), *extra_sizes})
-    # As deployed: the request queue and the handoff key are set, so a backup command is answered before it runs
-    # (handlers.slack) and the ack is the verification, one queue message and the reply.
+    slack_secret = os.urandom(16).hex()
+    # "throttled" (Yandex, as deploy-yc.sh deploys): a token and the secrets' values in the environment. The
+    # request queue and the handoff key are set, so a backup command is answered before it runs (handlers.slack)
+    # and the ack is the verification, one queue message and the reply.
     slack_env = servers.env(
         "stub",
-        SLACK_SIGNING_SECRET=os.urandom(16).hex(),
+        SLACK_SIGNING_SECRET=slack_secret,
         CHAT_ALLOWED_FOLDERS=DEMO_FOLDER_ID,
         REQUEST_QUEUE_URL=servers.queues["stub:requests"],
         HANDOFF_SECRET=os.urandom(16).hex(),
     )
-    envs = {
+    yandex = {
         "slack": slack_env,
         "first": servers.env("stub"),
         "followup": servers.env("stub", RESULT_QUEUE_URL=servers.queues["stub:results"]),
+    }
+    # "aws" (as template.yaml deploys): every secret by ARN (moto's Secrets Manager, one round trip) and the
+    # Yandex Cloud credentials as an authorized key exchanged at the emulator's IAM (servers.aws_deployment).
+    aws = servers.aws_deployment(slack_secret)
+    aws_envs = {
+        "slack": {
+            **slack_env,
+            "SLACK_SIGNING_SECRET": "",
+            "HANDOFF_SECRET": "",
+            "BENCH_SLACK_SECRET": slack_secret,
+            **aws["trigger"],
+        },
+        "first": {**yandex["first"], **aws["trigger"]},
+        "followup": {**yandex["followup"], **aws["followup"]},
     }
     specs: dict[str, dict[str, Any]] = {
         "slack": {"text": INSTANCE_PROD_DB, "warm_runs": 0},
@@ -102,6 +123,14 @@ def measure(servers: Any, runs: int = 3, extra_sizes: tuple[int, ...] = ()) -> d
         "followup": {"body": servers.followup_ticket()},
         "baseline": {"code": coldstart.EAGER_BASELINE},
     }
+    aws_specs = {**specs, "followup": {"body": servers.followup_ticket(servers.handoff_key)}}
+
+    def configured(model: str, scenario: str) -> tuple[dict[str, str], dict[str, Any]]:
+        """The environment and spec of one run: the deployed AWS configuration in the "aws" model."""
+        if model == "aws":
+            return aws_envs.get(scenario, yandex["first"]), aws_specs[scenario]
+        return yandex.get(scenario, yandex["first"]), specs[scenario]
+
     samples: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
     with CpuQuotas(sizes) as quotas:
         models = MODELS if quotas.unavailable is None else ("unthrottled",)
@@ -112,20 +141,23 @@ def measure(servers: Any, runs: int = 3, extra_sizes: tuple[int, ...] = ()) -> d
             for scenario in SCENARIOS
         ]
         plan += [(mb, models[-1], "baseline") for mb in (sizes if quotas.unavailable is None else [0])]
-        for name in ("slack", "first", "followup", "baseline"):  # untimed: .pyc files, the emulator warm
-            servers.spawn(name, specs[name], envs.get(name, envs["first"]))
+        for model in ("aws", "throttled"):  # untimed: .pyc files, the emulator and moto warm
+            for name in ("slack", "first", "followup", "baseline"):
+                env, spec = configured(model, name)
+                servers.spawn(name, spec, env)
         servers.set_latency(LATENCY_S)
         try:
             for _ in range(runs):
                 for mb, model, scenario in plan:
                     servers.next_day()
-                    env = dict(envs.get(scenario, envs["first"]))
+                    env, spec = configured(model, scenario)
+                    env = dict(env)
                     preexec = None
                     if model == "aws":
                         env["BENCH_CPU_JOIN"] = quotas.procs_file(mb) or ""
                     elif model == "throttled":
                         preexec = quotas.preexec(mb)
-                    result = servers.spawn(scenario, specs[scenario], env, timeout=300, preexec_fn=preexec)
+                    result = servers.spawn(scenario, spec, env, timeout=300, preexec_fn=preexec)
                     samples.setdefault((mb, model, scenario), []).append(result)
         finally:
             servers.set_latency(0.0)

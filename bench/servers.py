@@ -47,6 +47,8 @@ class BenchServers:
     moto_url: str = ""
     moto_sqs: Any = None
     stub: Any = None
+    handoff_key: str = ""
+    _aws_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __enter__(self) -> BenchServers:
         try:
@@ -105,8 +107,12 @@ class BenchServers:
         self.stub = self.moto = self.emulator = None
 
     def next_day(self) -> None:
-        """Every backup started so far is done (the next Execute of the same instance is not refused)."""
-        self.emulator.state.advance_clock(86400.0)
+        """Every backup started so far is done (the next Execute of the same instance is not refused).
+
+        One emulator second: a day and more of nominal time at TIME_SCALE (bench.workerlib.DAY says why no more)."""
+        from bench.workerlib import DAY
+
+        self.emulator.state.advance_clock(DAY)
         self.emulator.state.clear_logs()
 
     def set_latency(self, seconds: float) -> None:
@@ -116,8 +122,51 @@ class BenchServers:
         else:
             self.emulator.state.clear_faults()
 
-    def followup_ticket(self) -> str:
-        """A follow-up ticket's queue body for a backup started on the emulator now (done a moment later)."""
+    def aws_deployment(self, slack_secret: str) -> dict[str, dict[str, str]]:
+        """The environment template.yaml gives each function (the "aws" CPU model): every secret by ARN, served by
+        moto's Secrets Manager, and the Yandex Cloud credentials as a service-account authorized key (in one of
+        those secrets), exchanged at the emulator's `POST /iam/v1/tokens`. {"trigger": env, "followup": env};
+        `YC_IAM_TOKEN` is emptied (a token set directly would win over the key). The same secrets for every call.
+        """
+        if not self._aws_env:
+            from adapters.aws import SECRETS_MANAGER, AwsJsonClient
+            from local.emulator.seed import DEMO_SA_ID
+
+            manager = AwsJsonClient(
+                SECRETS_MANAGER,
+                endpoint=self.moto_url,
+                environ={"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"},
+            )
+            key = json.dumps(self.emulator.state.create_authorized_key(DEMO_SA_ID))
+            self.handoff_key = os.urandom(24).hex()
+            values = {
+                "yc-key": key,
+                "webhook": os.urandom(16).hex(),
+                "slack": slack_secret,
+                "handoff": self.handoff_key,
+            }
+            arns = {
+                name: str(
+                    manager.call("CreateSecret", {"Name": f"bench-{name}-{os.getpid()}", "SecretString": value})["ARN"]
+                )
+                for name, value in values.items()
+            }
+            common = {
+                "YC_IAM_TOKEN": "",
+                "YC_SERVICE_ACCOUNT_KEY_SECRET_ARN": arns["yc-key"],
+                "HANDOFF_SECRET_ARN": arns["handoff"],
+                "SECRETS_MAX_AGE_SECONDS": "300",
+                "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.moto_url,
+            }
+            self._aws_env = {
+                "trigger": {**common, "WEBHOOK_SECRET_ARN": arns["webhook"], "SLACK_SIGNING_SECRET_ARN": arns["slack"]},
+                "followup": common,
+            }
+        return self._aws_env
+
+    def followup_ticket(self, key: str | None = None) -> str:
+        """A follow-up ticket's queue body for a backup started on the emulator now (done a moment later), signed
+        with `key` (HANDOFF_SECRET) when given."""
         import uuid
         from datetime import UTC, datetime, timedelta
 
@@ -143,7 +192,7 @@ class BenchServers:
             started_at=now,
             deadline=now + timedelta(hours=6),
         )
-        return ticket.body()
+        return (ticket.signed(key) if key else ticket).body()
 
     def queue_depth(self, sqs: str, name: str) -> int:
         """Messages on one of the bench queues, as the queue itself counts them."""

@@ -1,17 +1,22 @@
 """Configuration: every environment variable the function reads, in one pydantic model.
 
 Read once per invocation with `Settings.from_env()`; nothing reads `os.environ` elsewhere in the
-function code. Every variable is documented in the README's configuration table.
+function code, except the AWS SDKs' standard variables (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL_SQS`, ...), which
+adapters.aws reads per call as the SDK did, and app.py's one import hint. Every variable is documented in the
+README's configuration table.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+# (ARNs, max age in seconds) -> ARN -> value: how Settings.with_secrets reads secrets (adapters.secrets)
+SecretsFetcher = Callable[[Sequence[str], float], Mapping[str, str]]
 
 
 class Settings(BaseModel):
@@ -140,9 +145,10 @@ class Settings(BaseModel):
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    def with_secrets(self) -> Settings:
-        """Fill the secrets given by ARN (AWS Secrets Manager) through powertools' parameters utility, which
-        caches them for SECRETS_MAX_AGE_SECONDS across warm invocations. A value set directly wins."""
+    def with_secrets(self, fetch: SecretsFetcher | None = None) -> Settings:
+        """Fill the secrets given by ARN (AWS Secrets Manager) through `fetch(arns, max_age)`: handlers.deps
+        passes adapters.secrets.read_secrets (one round trip for all of them, cached per process for
+        SECRETS_MAX_AGE_SECONDS). A value set directly wins; no ARN left to read means no call."""
         pairs = (
             ("yc_service_account_key", self.yc_service_account_key_secret_arn),
             ("webhook_secret", self.webhook_secret_arn),
@@ -152,13 +158,10 @@ class Settings(BaseModel):
         wanted = {name: arn for name, arn in pairs if arn and getattr(self, name) is None}
         if not wanted:
             return self
-        from aws_lambda_powertools.utilities import parameters
-
-        update = {
-            name: SecretStr(str(parameters.get_secret(arn, max_age=self.secrets_max_age_seconds)))
-            for name, arn in wanted.items()
-        }
-        return self.model_copy(update=update)
+        if fetch is None:
+            raise ValueError(f"{', '.join(sorted(wanted))} given by ARN, but no secrets reader was passed")
+        values = fetch(sorted(set(wanted.values())), self.secrets_max_age_seconds)
+        return self.model_copy(update={name: SecretStr(values[arn]) for name, arn in wanted.items()})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

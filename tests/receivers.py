@@ -20,12 +20,13 @@ class Received:
 
 
 class Receiver:
-    """Records every POST. Answers the scripted `answers` (status, JSON body) first, then the scripted `statuses`,
-    then `always` if set, else `status` (200); the body is `default_answer` as JSON when set, else ok/nope."""
+    """Records every POST. Answers the scripted `answers` (status, JSON body[, extra headers]) first, then the
+    scripted `statuses`, then `always` if set, else `status` (200); the body is `default_answer` as JSON when set,
+    else ok/nope."""
 
     def __init__(self, default_answer: Any = None) -> None:
         self.requests: list[Received] = []
-        self.answers: list[tuple[int, Any]] = []
+        self.answers: list[tuple[Any, ...]] = []
         self.statuses: list[int] = []
         self.always: int | None = None
         self.status = 200
@@ -39,11 +40,13 @@ class Receiver:
                 body = self.rfile.read(length)
                 with owner._lock:
                     owner.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                    status, answer = owner._answer()
+                    status, answer, *extra = owner._answer()
                 payload = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
                 self.send_response(status)
                 if not isinstance(answer, bytes):
                     self.send_header("Content-Type", "application/json")
+                for name, value in (extra[0] if extra else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -56,7 +59,7 @@ class Receiver:
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def _answer(self) -> tuple[int, Any]:
+    def _answer(self) -> tuple[Any, ...]:
         if self.answers:
             return self.answers.pop(0)
         status = self.always or (self.statuses.pop(0) if self.statuses else self.status)

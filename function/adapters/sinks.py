@@ -2,7 +2,7 @@
 
 - `LogSink` (always): one structured log line per event.
 - `QueueSink` (RESULT_QUEUE_URL): the event JSON as the message body, through the MessageQueue port (SqsQueue
-  retries throttling and 5xx through botocore).
+  retries throttling and 5xx as botocore's "standard" mode does: adapters.aws).
 - `WebhookSink` (RESULT_WEBHOOK_URL): HTTPS POST of the event JSON, `Content-Type: application/cloudevents+json`,
   signed with RESULT_WEBHOOK_SECRET (see "Verifying the webhook" below). Only `https://` URLs, except
   `http://127.0.0.1`, `http://localhost` and `http://[::1]` (local receivers, tests).

@@ -1,113 +1,97 @@
-"""The SQS-protocol queue adapter: Amazon SQS and Yandex Message Queue through botocore.
+"""The SQS-protocol queue adapter: Amazon SQS and Yandex Message Queue over SQS's JSON protocol (adapters.aws).
 
-The endpoint comes from botocore's standard configuration (`AWS_ENDPOINT_URL_SQS`, `AWS_REGION`/
-`AWS_DEFAULT_REGION`, static keys), so the same code talks to Amazon SQS, Yandex Message Queue
-(`https://message-queue.api.cloud.yandex.net`, region `ru-central1`) and a local moto server.
+`SendMessageBatch` (`X-Amz-Target: AmazonSQS.SendMessageBatch`, `application/x-amz-json-1.0`), as botocore 1.43
+itself speaks to SQS and Yandex Message Queue. The endpoint is `AWS_ENDPOINT_URL_SQS` (or `AWS_ENDPOINT_URL`) when
+set, else the queue URL's own origin: `https://sqs.<region>.amazonaws.com` for Amazon SQS,
+`https://message-queue.api.cloud.yandex.net` (region `ru-central1`) for Yandex Message Queue, a local moto server
+in the tests. Credentials and region: adapters.aws.
 
-botocore directly, not boto3: boto3 adds nothing an SQS client needs, and importing it (with s3transfer) costs
-~0.1 s of every cold start (docs/BENCHMARKS.md, figure 8). `preload()` parses botocore's SQS model, endpoint
-rules and partitions in init (app.py), so creating the first client inside an invocation costs ~8 ms instead of
-~70-90 ms of CPU (~0.5 s at 256 MB's share).
+Not botocore: its import and SQS data cost ~0.1 s of CPU per cold start (adapters.aws says what was measured).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
-import botocore.session
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
+from adapters.aws import SQS, AwsError, AwsJsonClient, AwsUnreachable, clean, origin
 from backups.ports import QueueError
-
-if TYPE_CHECKING:
-    from mypy_boto3_sqs import SQSClient
 
 MAX_DELAY_SECONDS = 900  # the SQS and YMQ limit on DelaySeconds
 BATCH = 10  # entries per SendMessageBatch
 
 
-@lru_cache(maxsize=1)
-def _session() -> botocore.session.Session:
-    """One botocore session per process: it resolves credentials, region and endpoint when a client is made."""
-    return botocore.session.get_session()
-
-
-def preload() -> None:
-    """Parse the SQS model and endpoint data now (init), without reading credentials, region or endpoint.
-
-    Hand-written: botocore has no public "preload" call; only public calls are used (`get_service_model` and the
-    session's `data_loader` / `endpoint_resolver` components)."""
-    session = _session()
-    session.get_service_model("sqs")
-    loader = session.get_component("data_loader")
-    loader.load_service_model("sqs", "endpoint-rule-set-1")
-    loader.load_data("partitions")
-    loader.load_data("_retry")  # the "standard" retry mode's table
-    session.get_component("endpoint_resolver")
-
-
 @lru_cache(maxsize=4)
-def _client(endpoint_url: str | None, region: str | None) -> SQSClient:
-    # botocore retries throttling and 5xx itself ("standard" mode); keep the calls short.
-    config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
-    client = _session().create_client("sqs", endpoint_url=endpoint_url, region_name=region, config=config)
-    return cast("SQSClient", client)
-
-
-def _region_for(queue_url: str) -> str | None:
-    import os
-
-    configured = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if configured:
-        return configured
-    if "message-queue.api.cloud.yandex.net" in queue_url:
-        return "ru-central1"
-    return "us-east-1"
+def _client(endpoint_url: str | None) -> AwsJsonClient:
+    """One client (one connection pool) per endpoint override and process; the environment is read per call."""
+    return AwsJsonClient(SQS, endpoint=endpoint_url)
 
 
 class SqsQueue:
-    """MessageQueue over botocore's SQS client. `client` is injectable for tests."""
+    """MessageQueue over SQS's JSON protocol. `client` is injectable for tests (an AwsJsonClient)."""
 
-    def __init__(self, client: Any | None = None, endpoint_url: str | None = None) -> None:
+    def __init__(self, client: AwsJsonClient | None = None, endpoint_url: str | None = None) -> None:
         self._client = client
         self._endpoint_url = endpoint_url
 
-    def _sqs(self, queue_url: str) -> Any:
+    def _sqs(self) -> AwsJsonClient:
         if self._client is None:
-            self._client = _client(self._endpoint_url, _region_for(queue_url))
+            self._client = _client(self._endpoint_url)
         return self._client
+
+    def _batch(self, queue_url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._sqs().call(
+            "SendMessageBatch", {"QueueUrl": queue_url, "Entries": entries}, endpoint=origin(queue_url)
+        )
 
     def send(self, queue_url: str, body: str, *, delay_seconds: int = 0) -> str:
         return self.send_many(queue_url, [body], delay_seconds=delay_seconds)[0]
 
     def send_many(self, queue_url: str, bodies: Sequence[str], *, delay_seconds: int = 0) -> list[str]:
         delay = max(0, min(int(delay_seconds), MAX_DELAY_SECONDS))
-        sqs = self._sqs(queue_url)
         ids: list[str] = []
         for start in range(0, len(bodies), BATCH):
             chunk = bodies[start : start + BATCH]
             entries = [{"Id": str(i), "MessageBody": body, "DelaySeconds": delay} for i, body in enumerate(chunk)]
             try:
-                reply = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-                failed = reply.get("Failed") or []
+                reply = self._batch(queue_url, entries)
+                failed = _entries(reply, "Failed")
                 if failed:
                     # Retry the failed entries once: batch failures are usually throttling of single entries.
-                    retry = [entries[int(f["Id"])] for f in failed]
-                    again = sqs.send_message_batch(QueueUrl=queue_url, Entries=retry)
-                    if again.get("Failed"):
-                        codes = sorted({f.get("Code", "?") for f in again["Failed"]})
-                        raise QueueError(f"{len(again['Failed'])} message(s) not sent to the queue: {codes}")
-                    reply["Successful"] = list(reply.get("Successful", [])) + list(again.get("Successful", []))
-            except ClientError as exc:
-                error = exc.response.get("Error", {})
-                raise QueueError(
-                    f"queue refused the message: {error.get('Code', '?')}: {error.get('Message', '')}"
-                ) from None
-            except BotoCoreError as exc:
-                raise QueueError(f"queue unreachable: {type(exc).__name__}") from None
-            by_id = {s["Id"]: s["MessageId"] for s in reply.get("Successful", [])}
+                    indexes = {i for f in failed if (i := _index(f, len(entries))) is not None}
+                    retry = [entries[i] for i in sorted(indexes)]
+                    again = self._batch(queue_url, retry) if retry else {"Failed": failed}
+                    still = _entries(again, "Failed")
+                    if still or len(retry) < len(failed):
+                        codes = sorted({_code(f) for f in still or failed})
+                        raise QueueError(f"{len(still or failed)} message(s) not sent to the queue: {codes}")
+                    reply["Successful"] = _entries(reply, "Successful") + _entries(again, "Successful")
+            except AwsUnreachable as exc:
+                raise QueueError(f"queue unreachable: {exc.code}") from None
+            except AwsError as exc:
+                raise QueueError(f"queue refused the message: {exc.code}: {exc.message}") from None
+            by_id = {str(s.get("Id")): str(s.get("MessageId")) for s in _entries(reply, "Successful")}
+            missing = [str(i) for i in range(len(chunk)) if str(i) not in by_id]
+            if missing:
+                raise QueueError(f"the queue's answer has no message id for {len(missing)} message(s)")
             ids.extend(by_id[str(i)] for i in range(len(chunk)))
         return ids
+
+
+def _entries(reply: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """reply[key] as a list of objects; anything else in a (hostile or broken) answer counts as none."""
+    value = reply.get(key)
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _index(entry: dict[str, Any], size: int) -> int | None:
+    try:
+        index = int(entry.get("Id", ""))
+    except (TypeError, ValueError):
+        return None
+    return index if 0 <= index < size else None
+
+
+def _code(entry: dict[str, Any]) -> str:
+    return clean(str(entry.get("Code", "?")), limit=64)

@@ -2,7 +2,7 @@
 
 Built fresh per invocation from the environment (`Deps.from_env`); tests pass their own fields
 (a fake cloud, a moto-backed queue, recording sinks, a frozen clock). Clients are built only when
-an invocation needs them, and the expensive parts (the HTTP session, boto3's client, tokens) are
+an invocation needs them, and the expensive parts (the HTTP sessions, the secrets, tokens) are
 cached by their own modules across warm invocations.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from adapters.metrics import build_metrics
+from adapters.secrets import read_secrets
 from backups.models import ReplyTarget
 from backups.ports import Clock, MessageQueue, ResultSink, SystemClock
 from backups.run import Ports
@@ -51,7 +52,7 @@ class Deps:
 
     @classmethod
     def from_env(cls) -> Deps:
-        return cls(settings=Settings.from_env().with_secrets())
+        return cls(settings=Settings.from_env().with_secrets(read_secrets))
 
     def cloud(self, context: Any) -> CloudApi:
         return self.cloud_factory(self.settings, context)

@@ -74,7 +74,7 @@ def chaos_round(
             delenv=lambda name: monkeypatch.delenv(name, raising=False),
         )
 
-    # Process-wide caches filled from what the environment said (the function's boto3 client: its endpoint;
+    # Process-wide caches filled from what the environment said (the function's SQS client: its endpoint;
     # tokens): warm-start caches, which must not carry another test's endpoints into this one, or this one's out.
     adapters.sqs._client.cache_clear()
     clear_token_cache()

@@ -35,7 +35,7 @@ HTTP_FUNCTION = "TriggerFunction"
 SECRET_ARN_VARIABLES = frozenset(
     {"YC_SERVICE_ACCOUNT_KEY_SECRET_ARN", "WEBHOOK_SECRET_ARN", "SLACK_SIGNING_SECRET_ARN", "HANDOFF_SECRET_ARN"}
 )
-PLATFORM_VARIABLES = frozenset({"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL", "POWERTOOLS_PARAMETERS_MAX_AGE"})
+PLATFORM_VARIABLES = frozenset({"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"})
 
 SQS_QUEUE = "AWS::SQS::Queue"
 SAM_FUNCTION = "AWS::Serverless::Function"
@@ -50,6 +50,9 @@ BROAD_MANAGED_POLICIES = (
     "SecretsManagerReadWrite",
 )
 SCOPED_SERVICES = ("sqs:", "secretsmanager:")
+# Actions without resource-level permissions: IAM only accepts "*" for them. BatchGetSecretValue returns nothing
+# by itself: each secret in the batch still needs GetSecretValue on that secret (AWS Secrets Manager's docs).
+UNSCOPABLE_ACTIONS = frozenset({"secretsmanager:BatchGetSecretValue"})
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -372,7 +375,7 @@ def check_iam_scoping(template: dict[str, Any]) -> list[str]:
             continue
         actions = [a for a in _as_list(statement.get("Action", [])) if isinstance(a, str)]
         scoped = [a for a in actions if a == "*" or a.lower().startswith(SCOPED_SERVICES)]
-        if not scoped:
+        if not scoped or set(scoped) <= UNSCOPABLE_ACTIONS:
             continue
         if any(a == "*" or a.endswith(":*") for a in scoped):
             problems.append(f"{owner}: statement grants every action of a service: {scoped}")

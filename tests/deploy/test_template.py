@@ -332,3 +332,20 @@ def test_handler_checks_parse_the_module(tmp_path: Any, template: dict[str, Any]
     broken["Resources"]["TriggerFunction"]["Properties"]["Handler"] = "index.handler"
     problems = checks.check_handlers(broken, code_root=tmp_path)
     assert "TriggerFunction: Handler 'index.handler', the contract says 'app.trigger_handler'" in problems
+
+
+def test_both_roles_may_batch_read_their_secrets_and_nothing_more_on_the_wildcard(template: dict[str, Any]) -> None:
+    for role in ("TriggerFunctionRole", "FollowUpFunctionRole"):
+        statements = [s for owner, s in checks.iam_statements(template) if owner == role]
+        batch = [s for s in statements if "secretsmanager:BatchGetSecretValue" in checks._as_list(s["Action"])]
+        assert len(batch) == 1 and checks._as_list(batch[0]["Action"]) == ["secretsmanager:BatchGetSecretValue"]
+        assert batch[0]["Resource"] == "*"
+
+
+def test_a_scoped_action_added_to_the_batch_statement_is_caught(template: dict[str, Any]) -> None:
+    broken = mutated(template)
+    statements = broken["Resources"]["TriggerFunctionRole"]["Properties"]["Policies"][1]["PolicyDocument"]["Statement"]
+    batch = next(s for s in statements if s["Action"] == "secretsmanager:BatchGetSecretValue")
+    batch["Action"] = ["secretsmanager:BatchGetSecretValue", "secretsmanager:GetSecretValue"]
+    problems = checks.check_iam_scoping(checks.translate(broken))
+    assert len(problems) == 1 and "GetSecretValue" in problems[0], problems
