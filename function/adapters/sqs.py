@@ -28,12 +28,27 @@ def _client(endpoint_url: str | None) -> AwsJsonClient:
     return AwsJsonClient(SQS, endpoint=endpoint_url)
 
 
+# A send that someone waits for (the hand-off before a Slack answer): one attempt, short timeouts, so a slow queue
+# gives "try again" within Slack's 3 s rather than the default client's up to 4 attempts of 3 + 10 s.
+QUICK_TIMEOUTS = (0.5, 1.5)  # connect, read
+
+
+@lru_cache(maxsize=4)
+def _quick_client(endpoint_url: str | None) -> AwsJsonClient:
+    return AwsJsonClient(SQS, endpoint=endpoint_url, max_attempts=1, timeouts=QUICK_TIMEOUTS)
+
+
 class SqsQueue:
     """MessageQueue over SQS's JSON protocol. `client` is injectable for tests (an AwsJsonClient)."""
 
     def __init__(self, client: AwsJsonClient | None = None, endpoint_url: str | None = None) -> None:
         self._client = client
         self._endpoint_url = endpoint_url
+
+    @classmethod
+    def quick(cls, endpoint_url: str | None = None) -> SqsQueue:
+        """A queue for a send someone waits for: one attempt within ~2 s (QUICK_TIMEOUTS)."""
+        return cls(client=_quick_client(endpoint_url))
 
     def _sqs(self) -> AwsJsonClient:
         if self._client is None:

@@ -37,6 +37,12 @@ def _sqs_queue() -> MessageQueue:
     return SqsQueue()
 
 
+def _quick_sqs_queue() -> MessageQueue:
+    from adapters.sqs import SqsQueue
+
+    return SqsQueue.quick()
+
+
 @dataclass
 class Deps:
     settings: Settings
@@ -56,6 +62,12 @@ class Deps:
 
     def cloud(self, context: Any) -> CloudApi:
         return self.cloud_factory(self.settings, context)
+
+    @property
+    def quick_queue(self) -> MessageQueue:
+        """The queue for a send someone waits for (the Slack hand-off): one short attempt. An injected
+        `queue_factory` (tests) serves this too."""
+        return _quick_sqs_queue() if self.queue_factory is _sqs_queue else self.queue
 
     @property
     def queue(self) -> MessageQueue:

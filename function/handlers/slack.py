@@ -128,7 +128,7 @@ def _backup(command: BackupCommand, slash: SlashCommand, context: Any, deps: Dep
         body = chat_command_body(command, trigger, reply_to, deps.settings)
         if body_bytes(body) <= deps.settings.max_body_bytes:  # else the queue invocation would refuse it: inline
             try:
-                deps.queue.send(deps.settings.request_queue_url, body)
+                deps.quick_queue.send(deps.settings.request_queue_url, body)
             except QueueError as exc:
                 # Not run inline instead: the message may have been stored all the same (a timeout), and a second
                 # run would answer long after Slack's 3 s. The user retries; nothing has started.

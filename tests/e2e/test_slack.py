@@ -320,12 +320,24 @@ def test_a_queue_that_refuses_the_command_says_try_again(chat: Harness, receiver
         def send_many(self, url: str, bodies: Any, *, delay_seconds: int = 0) -> list[str]:
             return real.send_many(url, bodies, delay_seconds=delay_seconds)
 
+    deps.queue_factory = Refusing
     deps._queue = Refusing()
     text = reply_json(handle(slack_event(chat, "prod-db-1"), chat.context(), deps))["text"]
     if mode == "inline":  # no request queue: nothing to refuse
         assert len(chat.executes()) == 1
         return
     assert "try again" in text and chat.executes() == [] and chat.requests() == []
+
+
+def test_the_hand_off_before_the_answer_is_one_short_attempt(e2e: Harness) -> None:
+    """Slack waits for it: never the default client's 4 attempts of up to 3 + 10 s."""
+    from adapters.sqs import QUICK_TIMEOUTS, SqsQueue
+
+    deps = e2e.deps()
+    quick = deps.quick_queue
+    assert isinstance(quick, SqsQueue)
+    client = quick._sqs()
+    assert client.max_attempts == 1 and client.timeouts == QUICK_TIMEOUTS and sum(QUICK_TIMEOUTS) <= 2.0
 
 
 def test_the_answer_makes_no_cloud_call(e2e: Harness, receiver: Receiver) -> None:
