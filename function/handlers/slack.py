@@ -14,7 +14,7 @@ allowlist names.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from backups.errors import TRANSIENT, RedeliveryRequested, RequestInvalid, StartError
@@ -22,7 +22,7 @@ from backups.models import ReplyTarget, TriggerInfo
 from backups.ports import QueueError
 from backups.resolve import Resolver
 from backups.results import ProgressSink
-from backups.run import emit_request_failure, run_request
+from backups.run import Ports, emit_request_failure, run_request
 from backups.target import BackupTarget
 from chatops.allowlist import CHAT_OFF, Forbidden, chat_allowlist_configured, check_chat_allowed
 from chatops.commands import (
@@ -44,6 +44,7 @@ from chatops.deferred import (
 from chatops.form import SlashCommand, parse_slash_form
 from chatops.replies import reply_dry_run, reply_error, reply_for_help, reply_queued, reply_started, reply_status
 from handlers.deps import Deps
+from metrics import MetricsRecorder
 from observability import get_logger
 from security.common import BadRequest
 from triggers.http import http_reply
@@ -139,7 +140,14 @@ def _backup(command: BackupCommand, slash: SlashCommand, context: Any, deps: Dep
     return _run_backup(command, trigger, reply_to, _bounded_cloud(context, deps), context, deps).payload
 
 
-def handle_chat_command(data: dict[str, Any], carrier: TriggerInfo, attempt: int, context: Any, deps: Deps) -> bool:
+def handle_chat_command(
+    data: dict[str, Any],
+    carrier: TriggerInfo,
+    attempt: int,
+    context: Any,
+    deps: Deps,
+    metrics: MetricsRecorder | None = None,
+) -> bool:
     """A `ChatCommand` from the request queue (chatops.deferred): run it and post the answer to its response_url.
 
     Returns True when the message must come back (the queue's redelivery, with the same trigger id and so the
@@ -147,7 +155,8 @@ def handle_chat_command(data: dict[str, Any], carrier: TriggerInfo, attempt: int
     startable yet for transient reasons. `attempt` counts the earlier deliveries; at the last one
     (REDELIVERY_MAX_ATTEMPTS) the answer says what happened and the message does not come back. A refused
     message ends in one failed result: named after the queue message when it does not verify, after its own
-    trigger when it verifies but has expired."""
+    trigger when it verifies but has expired. `metrics`: the message's own recorder (metrics.Settled: counted
+    only if it does not come back)."""
     log = get_logger()
     try:
         message = read_chat_command(data, deps.settings, deps.clock.now())
@@ -159,7 +168,7 @@ def handle_chat_command(data: dict[str, Any], carrier: TriggerInfo, attempt: int
                 RequestInvalid(str(exc)),
                 expired.trigger if expired else carrier,
                 expired.request if expired else None,
-                deps.ports(context),
+                _ports(deps, context, metrics=metrics),
                 reply_to=expired.reply_to if expired else None,  # expired: SLACK_INCOMING_WEBHOOK_URL, if set
             )
         except RedeliveryRequested:
@@ -175,6 +184,7 @@ def handle_chat_command(data: dict[str, Any], carrier: TriggerInfo, attempt: int
         deps.cloud(context),
         context,
         deps,
+        metrics=metrics,
     )
     last = attempt + 1 >= deps.settings.redelivery_max_attempts
     if outcome.comes_back and not last:
@@ -187,6 +197,11 @@ def handle_chat_command(data: dict[str, Any], carrier: TriggerInfo, attempt: int
     posted = chat is not None and chat.post_progress(outcome.payload["text"])
     log.info("chat command done", extra={"trigger_id": message.trigger.trigger_id, "answer_posted": posted})
     return False
+
+
+def _ports(deps: Deps, context: Any, *, cloud: Any = None, metrics: MetricsRecorder | None = None) -> Ports:
+    ports = deps.ports(context, cloud=cloud)
+    return ports if metrics is None else replace(ports, metrics=metrics)
 
 
 @dataclass(frozen=True)
@@ -203,6 +218,8 @@ def _run_backup(
     cloud: Any,
     context: Any,
     deps: Deps,
+    *,
+    metrics: MetricsRecorder | None = None,
 ) -> _Outcome:
     log = get_logger()
     asked = ChatCommand(command=command, trigger=trigger, reply_to=reply_to).request
@@ -226,7 +243,7 @@ def _run_backup(
         report = run_request(
             body,
             trigger,
-            deps.ports(context, cloud=cloud),
+            _ports(deps, context, cloud=cloud, metrics=metrics),
             reply_to=reply_to,
             resolver=resolver,
             report_request_failure=False,

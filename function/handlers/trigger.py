@@ -174,7 +174,8 @@ def _handle_queue(invocation: Invocation, context: Any, deps: Deps, metrics: Met
         ports = replace(batch_ports, metrics=settled)
         try:
             if chat is not None:  # a Slack command answered before it ran (chatops.deferred): it posts its answer
-                comes_back = handle_chat_command(chat, delivery.trigger, _attempt(message, delivery), context, deps)
+                attempt = _attempt(message, delivery)
+                comes_back = handle_chat_command(chat, delivery.trigger, attempt, context, deps, metrics=settled)
             else:
                 report = run_request(delivery.body, delivery.trigger, ports, from_request_queue=True, resolver=resolver)
                 comes_back = report.needs_redelivery
