@@ -9,7 +9,8 @@ hence urllib and argparse rather than requests and click. Exit codes:
   0  every started backup succeeded (or --dry-run printed the plan, or every target opted out)
   1  a backup failed, or a target could not start
   2  the outcome is not known: --timeout passed first (the backups may still be running: their ids are printed),
-     or the request fanned out over the queue (more targets than FANOUT_THRESHOLD: no ids to follow)
+     or the request fanned out over the queue (more targets than FANOUT_THRESHOLD: no ids to follow), or
+     targets are queued[] for a retry by the function itself (their results come as result events)
   3  refused: the front answered 4xx (its message says what to fix), or the gate's own options are wrong
   4  the front was unreachable or kept failing (connection errors, 5xx) after bounded retries
 

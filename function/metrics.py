@@ -7,7 +7,7 @@ The port is four calls, made by the handlers (see README "Operating it" for what
   timed out, plus the backup's duration and the polls it took when the event has them.
 - `count(name, n, sink=...)`: per invocation, `"sink_failures"` (one per sink that still failed after its own
   retries; `sink` names it), `"redeliveries"` (messages or events given back to the platform) and
-  `"stale_dropped"` (follow-up tickets read long past their deadline: replays, dropped unread).
+  `"stale_checked"` (follow-up tickets read long past their deadline: replays or redrives, checked once more and ended).
 - `record_emitted(recorder, event, report)` (a helper): after `emit_result`, the two above in one call.
 - `flush()`: once per invocation, at its end. Never raises: a metric that cannot be written is logged once and
   dropped, so metrics never fail (or redeliver) an invocation.
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from backups.models import ResultEvent
 
-Counter = Literal["sink_failures", "redeliveries", "stale_dropped"]
+Counter = Literal["sink_failures", "redeliveries", "stale_checked"]
 # The neutral metric names; each adapter maps them to its platform's spelling (adapters.metrics).
 MetricName = Literal[
     "backups_started",
@@ -48,7 +48,7 @@ MetricName = Literal[
     "backup_polls",
     "sink_failures",
     "redeliveries",
-    "stale_dropped",
+    "stale_checked",
 ]
 # Label keys: bounded values only.
 ERROR_CODE = "error_code"
@@ -164,7 +164,7 @@ class BufferedRecorder:
             return
         if name == "sink_failures":
             self._add([Point("sink_failures", float(n), self._clock(), (SINK, sink_label(sink)))])
-        elif name in ("redeliveries", "stale_dropped"):
+        elif name in ("redeliveries", "stale_checked"):
             self._add([Point(name, float(n), self._clock())])
         else:
             self._log.warning("unknown metric counter", extra={"backend": self.backend, "counter": str(name)[:40]})
@@ -219,7 +219,7 @@ class Settled:
 
     `commit()` passes them on (each result event id once per invocation: `seen` is shared by the messages of one
     invocation); `discard()` drops them, for a message that comes back (its redelivery records them again).
-    Counters (`sink_failures`, `redeliveries`, `stale_dropped`) pass at once: they count what did happen.
+    Counters (`sink_failures`, `redeliveries`, `stale_checked`) pass at once: they count what did happen.
     """
 
     def __init__(self, inner: MetricsRecorder, seen: set[str] | None = None) -> None:

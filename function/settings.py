@@ -53,7 +53,8 @@ class Settings(BaseModel):
     # function executes every target inline and lets the platform redeliver
     handoff_secret: SecretStr | None = Field(default=None, alias="HANDOFF_SECRET")
     # how long a signed message may live (backups.schedule.message_max_age); None: derived from the retry schedule
-    handoff_max_age_seconds: int | None = Field(default=None, ge=60, alias="HANDOFF_MAX_AGE_SECONDS")
+    # At most 14 days: no queue keeps a message longer (SQS, YMQ retention), and far-future dates overflow.
+    handoff_max_age_seconds: int | None = Field(default=None, ge=60, le=14 * 86400, alias="HANDOFF_MAX_AGE_SECONDS")
 
     # --- follow-up: polling schedule and deadline ---
     followup_first_delay_seconds: int = Field(default=30, ge=0, le=900, alias="FOLLOWUP_FIRST_DELAY_SECONDS")

@@ -1,4 +1,5 @@
-"""A small client for AWS's JSON protocol (SQS, Secrets Manager) over requests, signed with Signature Version 4.
+"""A small client for AWS's JSON protocol (SQS, Secrets Manager) over requests, signed with Signature Version 4
+(adapters.sigv4).
 
 Hand-written, not botocore, because of what botocore costs a cold start. Measured with perf_counter in a fresh
 process on a full core: `import botocore.session` ~50-65 ms, parsing its SQS model, endpoint rules and partitions
@@ -18,9 +19,12 @@ The rules (the README's configuration table, `AWS_*` rows):
 - region (the signature's scope): the one the endpoint's host names (`sqs.<region>.amazonaws.com`;
   `message-queue.api.cloud.yandex.net` is `ru-central1`), else `AWS_REGION`, else `AWS_DEFAULT_REGION`, else
   `us-east-1`. Host first: a request signed for another region than its endpoint's is refused anyway.
-- retries as botocore's "standard" mode: at most 4 attempts, on throttling codes, 429/500/502/503/504 and
-  connection errors or timeouts, after `random() * 2 ** attempt` seconds (at most 20); connect timeout 3 s,
-  read 10 s.
+- retries like botocore's "standard" mode, without its retry quota and `x-amz-retry-after`: at most 4 attempts,
+  on throttling codes, 429/500/502/503/504 and connection errors or timeouts (not on a refused TLS certificate or
+  an invalid URL), after `random() * 2 ** attempt` seconds (at most 20); connect timeout 3 s, read 10 s; all of
+  one call within BUDGET_SECONDS (25 s: each attempt's timeouts are cut to what is left).
+- the connection: https, or plain http to loopback only (`check_endpoint`); nothing from the environment
+  (`trust_env` off: no proxies, no .netrc).
 - errors: `AwsError` with the code from the JSON body's `__type` (or, for SQS, the legacy code of the
   `x-amzn-query-error` header) and the service's message, both escaped and shortened. No credential, signature
   or signed header is ever in an exception text: they are redacted from whatever the endpoint sends back.
@@ -28,28 +32,30 @@ The rules (the README's configuration table, `AWS_*` rows):
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 
+from adapters.sigv4 import Credentials, sign_v4
+
 MAX_ATTEMPTS = 4
 MAX_BACKOFF_SECONDS = 20.0
+# One call's attempts and pauses together (each attempt's timeouts are cut to what is left): well inside the
+# follow-up's 60-s timeout, so a slow queue never kills an invocation half-way through its batch.
+BUDGET_SECONDS = 25.0
 CONNECT_TIMEOUT = 3.05
 READ_TIMEOUT = 10.0
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # a batch of 20 secrets of 64 KiB each fits; an endless body does not
 MAX_TEXT = 300  # characters of a service's error message kept in an exception
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 # botocore's retry tables (botocore/retries/standard.py): throttling and transient error codes.
 THROTTLING_CODES = frozenset(
     {
@@ -71,25 +77,6 @@ THROTTLING_CODES = frozenset(
 )
 TRANSIENT_CODES = frozenset({"RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"})
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# Headers never signed (botocore's SIGNED_HEADERS_BLACKLIST): proxies and clients may change them.
-UNSIGNED_HEADERS = frozenset(
-    {
-        "baggage",
-        "connection",
-        "expect",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "traceparent",
-        "tracestate",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "user-agent",
-        "x-amzn-trace-id",
-    }
-)
 _CODE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _SIGNATURE = re.compile(r"(Signature=|Credential=)[^\s,;\"']*", re.IGNORECASE)
 
@@ -107,24 +94,6 @@ class Service:
 
 SQS = Service("sqs", "SQS", "AmazonSQS", "1.0", query_compatible=True)
 SECRETS_MANAGER = Service("secretsmanager", "SECRETS_MANAGER", "secretsmanager", "1.1")
-
-
-@dataclass(frozen=True)
-class Credentials:
-    access_key: str = field(repr=False)
-    secret_key: str = field(repr=False)
-    token: str | None = field(default=None, repr=False)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Credentials | None:
-        key, secret = environ.get("AWS_ACCESS_KEY_ID", ""), environ.get("AWS_SECRET_ACCESS_KEY", "")
-        if not key or not secret:
-            return None
-        return cls(key, secret, environ.get("AWS_SESSION_TOKEN") or None)
-
-    def secrets(self) -> list[str]:
-        """Every value that must never appear in a text (the key id included: it names the account's key)."""
-        return [value for value in (self.access_key, self.secret_key, self.token) if value]
 
 
 class AwsError(Exception):
@@ -154,6 +123,8 @@ class AwsUnreachable(AwsError):
 def clean(text: str, secrets: Sequence[str] = (), limit: int = MAX_TEXT) -> str:
     """Text from a remote end, safe for an exception or a log line: credentials and signatures redacted,
     control and non-ASCII characters escaped (no forged log lines or terminal escapes), at most `limit` chars."""
+    # Cut first (a 4-MiB error body must not cost its whole escape), keeping enough for any secret at the cut.
+    text = text[: limit + 2 * max((len(x) for x in secrets), default=0) + 256]
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
@@ -163,87 +134,33 @@ def clean(text: str, secrets: Sequence[str] = (), limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# ------------------------------------------------------------------------------------------ Signature V4
+# ------------------------------------------------------------------------------------------ the client
 
 
-def _remove_dot_segments(path: str) -> str:
-    """RFC 3986 5.2.4 with consecutive slashes collapsed, as AWS (and botocore's `remove_dot_segments`) do."""
-    out: list[str] = []
-    for part in path.split("/"):
-        if part == "..":
-            if out:
-                out.pop()
-        elif part and part != ".":
-            out.append(part)
-    first = "/" if path.startswith("/") else ""
-    last = "/" if path.endswith("/") and out else ""
-    return first + "/".join(out) + last
+def _session() -> requests.Session:
+    """A session that takes nothing from the environment: no proxies, no .netrc (whose Basic credentials would
+    replace the SigV4 Authorization header), no CA bundle override but the system's."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
 
 
-def host_header(url: str) -> str:
-    """The Host header of `url`: lower-case host, brackets for IPv6, the port unless it is the scheme's default."""
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def check_endpoint(url: str) -> str | None:
+    """Why signed requests must not go to `url` (None: they may). https only, plain http to loopback only (tests,
+    a local emulator): the body carries the session token and Secrets Manager's answers carry the function's
+    keys. No user information (it would replace the signature), no query or fragment. Never quotes the URL."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None and parts.port != {"http": 80, "https": 443}.get(parts.scheme):
-        host = f"{host}:{parts.port}"
-    return host
-
-
-def canonical_query(params: Sequence[tuple[str, str]]) -> str:
-    pairs = sorted((quote(key, safe="-_.~"), quote(str(value), safe="-_.~")) for key, value in params)
-    return "&".join(f"{key}={value}" for key, value in pairs)
-
-
-def sign_v4(
-    method: str,
-    url: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    credentials: Credentials,
-    region: str,
-    service: str,
-    now: datetime,
-    params: Sequence[tuple[str, str]] = (),
-) -> dict[str, str]:
-    """The request's headers with `Host`, `X-Amz-Date`, `X-Amz-Security-Token` (temporary keys) and
-    `Authorization` added. `url` carries no query: `params` are the query (sent as `canonical_query(params)`)."""
-    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = {name: value for name, value in headers.items() if name.lower() not in ("authorization", "host")}
-    out["X-Amz-Date"] = stamp
-    if credentials.token:
-        out["X-Amz-Security-Token"] = credentials.token
-    signed = {name.lower(): " ".join(value.split()) for name, value in out.items()}
-    signed = {name: value for name, value in signed.items() if name not in UNSIGNED_HEADERS}
-    signed["host"] = host_header(url)
-    names = sorted(signed)
-    canonical = "\n".join(
-        [
-            method.upper(),
-            quote(_remove_dot_segments(urlsplit(url).path) or "/", safe="/~"),
-            canonical_query(params),
-            "".join(f"{name}:{signed[name]}\n" for name in names),
-            ";".join(names),
-            hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256,
-        ]
-    )
-    scope = f"{stamp[:8]}/{region}/{service}/aws4_request"
-    to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-    key = f"AWS4{credentials.secret_key}".encode()
-    for part in (stamp[:8], region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    out["Host"] = signed["host"]
-    out["Authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
-        f"SignedHeaders={';'.join(names)}, Signature={signature}"
-    )
-    return out
-
-
-# ------------------------------------------------------------------------------------------ the client
+    if parts.scheme not in ("http", "https") or not host:
+        return "not an http(s) URL"
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
+        return f"plain http to {host} (https is required except on loopback)"
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        return f"the endpoint for {host} carries user information, a query or a fragment"
+    return None
 
 
 def origin(url: str) -> str:
@@ -277,17 +194,20 @@ class AwsJsonClient:
         session: requests.Session | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         timeouts: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+        budget_seconds: float = BUDGET_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.service = service
         self.endpoint = endpoint
         self._environ = environ
-        self.session = session or requests.Session()
+        self.session = session or _session()
         self.max_attempts = max(1, max_attempts)
         self.timeouts = timeouts
-        self._sleep, self._jitter, self._now = sleep, jitter, now
+        self.budget_seconds = budget_seconds
+        self._sleep, self._jitter, self._now, self._clock = sleep, jitter, now, clock
 
     @property
     def environ(self) -> Mapping[str, str]:
@@ -317,8 +237,9 @@ class AwsJsonClient:
         if credentials is None:
             raise AwsError(operation, "NoCredentials", "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set")
         url, region = self.resolve(endpoint)
-        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-            raise AwsError(operation, "InvalidEndpoint", f"not an http(s) URL: {clean(url)}")
+        refused = check_endpoint(url)
+        if refused is not None:
+            raise AwsError(operation, "InvalidEndpoint", clean(refused))
         body = json.dumps(params, separators=(",", ":")).encode()
         headers = {
             "Content-Type": f"application/x-amz-json-{self.service.json_version}",
@@ -326,34 +247,50 @@ class AwsJsonClient:
         }
         if self.service.query_compatible:
             headers["x-amzn-query-mode"] = "true"
+        deadline = self._clock() + self.budget_seconds
         for attempt in range(self.max_attempts):
             signed = sign_v4(
                 "POST", url, headers, body, credentials=credentials, region=region, service=self.service.name,
                 now=self._now(),
             )  # fmt: skip
+            left = deadline - self._clock()
+            timeouts = (min(self.timeouts[0], max(left, 0.1)), min(self.timeouts[1], max(left, 0.1)))
             try:
-                return self._send(operation, url, signed, body, credentials)
+                return self._send(operation, url, signed, body, credentials, timeouts)
             except AwsError as error:
                 if not error.retryable or attempt + 1 >= self.max_attempts:
                     raise
-            self._sleep(min(self._jitter() * 2**attempt, MAX_BACKOFF_SECONDS))
+                pause = min(self._jitter() * 2**attempt, MAX_BACKOFF_SECONDS)
+                if self._clock() + pause >= deadline:  # no time for another attempt: the call's budget is spent
+                    raise
+            self._sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover  (the loop returns or raises)
 
     def _send(
-        self, operation: str, url: str, headers: dict[str, str], body: bytes, credentials: Credentials
+        self,
+        operation: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        credentials: Credentials,
+        timeouts: tuple[float, float],
     ) -> dict[str, Any]:
         try:
             with self.session.post(
-                url, data=body, headers=headers, timeout=self.timeouts, allow_redirects=False, stream=True
+                url, data=body, headers=headers, timeout=timeouts, allow_redirects=False, stream=True
             ) as response:
                 status = response.status_code
                 content = _read(response, operation)
                 query_error = response.headers.get("x-amzn-query-error", "")
-        except requests.RequestException as exc:
+        except requests.exceptions.SSLError:
+            raise AwsError(operation, "SSLError", "the endpoint's TLS certificate was refused") from None
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             raise AwsUnreachable(operation, type(exc).__name__) from None
+        except requests.RequestException as exc:  # an invalid URL or header: trying again would not help
+            raise AwsError(operation, type(exc).__name__) from None
         try:
             parsed = json.loads(content) if content.strip() else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             parsed = None
         if 200 <= status < 300:
             if not isinstance(parsed, dict):

@@ -56,7 +56,7 @@ EMF_NAMES: dict[MetricName, tuple[str, str]] = {  # neutral name -> (CloudWatch 
     "backup_polls": ("BackupPolls", "Count"),
     "sink_failures": ("SinkFailures", "Count"),
     "redeliveries": ("Redeliveries", "Count"),
-    "stale_dropped": ("StaleMessagesDropped", "Count"),
+    "stale_checked": ("StaleTicketsChecked", "Count"),
 }
 EMF_DIMENSIONS = {"error_code": "ErrorCode", "sink": "Sink"}
 

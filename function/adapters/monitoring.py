@@ -37,7 +37,7 @@ YANDEX_NAMES: dict[MetricName, str] = {
     "backup_polls": "backup.polls",
     "sink_failures": "sink.failures",
     "redeliveries": "redeliveries",
-    "stale_dropped": "messages.stale_dropped",
+    "stale_checked": "messages.stale_checked",
 }
 WRITE_TIMEOUT = (1.0, 3.0)  # connect, read: metrics must not eat the invocation's time
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

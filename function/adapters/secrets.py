@@ -15,6 +15,7 @@ A secret that cannot be read raises `SecretsError` naming its ARN and the servic
 from __future__ import annotations
 
 import base64
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -121,8 +122,13 @@ def _match(entry: Mapping[str, Any], arns: Sequence[str]) -> str | None:
     for key in ("ARN", "Name"):
         if entry.get(key) in arns:
             return str(entry[key])
+    # A partial ARN (without the 6 random characters Secrets Manager appends) matches only its own full ARN:
+    # `…:secret:foo` must not take the entry of `…:secret:foo-bar-AbCdEf`.
     full = str(entry.get("ARN") or "")
-    return next((arn for arn in arns if arn.startswith("arn:") and full.startswith(arn + "-")), None)
+    return next(
+        (arn for arn in arns if arn.startswith("arn:") and re.fullmatch(re.escape(arn) + r"-[A-Za-z0-9]{6}", full)),
+        None,
+    )
 
 
 def _arn(value: Any, arns: Sequence[str]) -> str:

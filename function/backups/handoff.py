@@ -27,7 +27,7 @@ import hmac
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import Field, ValidationError, model_validator
@@ -254,6 +254,10 @@ class Freshness:
 def _check_age(message: FanoutMessage | Redelivery, what: str, fresh: Freshness) -> None:
     issued = message.issued_at
     if issued is None:
+        # Written by the previous version (no issuedAt): accepted only while such a message can still be in
+        # flight, so a captured copy cannot be replayed forever.
+        if fresh.now >= UNDATED_ACCEPTED_UNTIL:
+            raise ForgedFanout(f"{what} refused: it carries no issuedAt (written by a version before 2026-12)")
         get_logger().warning("undated signed message accepted", extra={"kind": message.purpose})
         return
     age = (fresh.now - issued).total_seconds()
@@ -267,6 +271,9 @@ def _check_age(message: FanoutMessage | Redelivery, what: str, fresh: Freshness)
 
 
 CLOCK_SKEW_SECONDS = 300.0  # how far the clocks of two invocations may disagree
+# Messages of the version before issuedAt (deployed 2026-12-01) are read until then: longer than any retry chain
+# or queue backlog of that version can last (its messages were retried for at most ~2.6 hours).
+UNDATED_ACCEPTED_UNTIL = datetime(2026, 12, 8, tzinfo=UTC)
 
 
 def read_signed(kind: type[S], data: dict[str, Any], settings: Settings, fresh: Freshness) -> S:

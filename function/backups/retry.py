@@ -3,7 +3,7 @@
 Redelivering such a request whole would repeat what did happen: every redelivery sends another follow-up ticket
 for the targets that started (Execute is idempotent, so one operation ends up followed by two ticket chains:
 double polls, double chat messages), and emits the failed results again. So, with HANDOFF_SECRET and
-REQUEST_QUEUE_URL set, `hand_off_retryable` sends each retryable target alone to REQUEST_QUEUE_URL as a signed
+REQUEST_QUEUE_URL set, `send_retryable` sends each retryable target alone to REQUEST_QUEUE_URL as a signed
 retry message (a `FanoutMessage` with `attempt`, delayed by `schedule.retry_delay(attempt)`), and the invocation
 succeeds. A retry message that is retryable again goes on with `attempt + 1`; after REDELIVERY_MAX_ATTEMPTS
 tries the target ends in one failed result (its last transient code). A fan-out message takes the same path.
@@ -49,26 +49,25 @@ def hands_off(report: StartReport, request: object) -> bool:
     return bool(report.retryable) and (bool(final) or isinstance(request, FanoutMessage))
 
 
-def hand_off_retryable(
-    report: StartReport,
-    request: object,
-    *,
-    settings: Settings,
-    queue: MessageQueue | None,
-    clock: Clock,
-    reply_to: ReplyTarget | None,
+def _hands_off_here(report: StartReport, request: object, settings: Settings, queue: MessageQueue | None) -> bool:
+    return bool(handoff_key(settings) and settings.request_queue_url and queue is not None) and hands_off(
+        report, request
+    )
+
+
+def _previous_attempt(request: object) -> int:
+    return (request.attempt or 0) if isinstance(request, FanoutMessage) else 0
+
+
+def give_up_exhausted(
+    report: StartReport, request: object, *, settings: Settings, queue: MessageQueue | None, clock: Clock
 ) -> None:
-    """Move the retryable targets of `report` to the request queue (`report.queued`), or, after their last try,
-    to `report.outcomes` as failed. Does nothing without the key and the queue, or when `hands_off` says no.
-    Raises HandOffFailed when the queue refuses the messages (the request is then redelivered whole)."""
-    key = handoff_key(settings)
-    if key is None or not settings.request_queue_url or queue is None or not hands_off(report, request):
+    """After REDELIVERY_MAX_ATTEMPTS retries, the retryable targets become failed outcomes (their last code)."""
+    if not _hands_off_here(report, request, settings, queue):
         return
-    log, retryable = get_logger(), report.retryable
-    previous = (request.attempt or 0) if isinstance(request, FanoutMessage) else 0
-    issued_at = (request.issued_at if isinstance(request, FanoutMessage) else None) or clock.now()
-    attempt = previous + 1
-    if attempt > settings.redelivery_max_attempts:
+    previous = _previous_attempt(request)
+    retryable = report.retryable
+    if previous + 1 > settings.redelivery_max_attempts:
         now = clock.now()
         gave_up = {
             id(r): Failed(
@@ -79,8 +78,29 @@ def hand_off_retryable(
             for r in retryable
         }
         report.outcomes = [gave_up.get(id(o), o) for o in report.outcomes]
-        log.error("retryable targets given up", extra={"targets": len(retryable), "attempts": previous})
-        return
+        get_logger().error("retryable targets given up", extra={"targets": len(retryable), "attempts": previous})
+
+
+def send_retryable(
+    report: StartReport,
+    request: object,
+    *,
+    settings: Settings,
+    queue: MessageQueue | None,
+    clock: Clock,
+    reply_to: ReplyTarget | None,
+) -> list[Failed]:
+    """Send each retryable target alone to the request queue (`report.queued`). Run after the request's failed
+    results were delivered, so a redelivery for a sink never repeats these messages. When the queue refuses them,
+    those targets end here instead (returned, to be reported: HANDOFF_FAILED): the request is not redelivered
+    whole, which would send the started targets' tickets again."""
+    if not _hands_off_here(report, request, settings, queue) or not report.retryable:
+        return []
+    key = handoff_key(settings)
+    assert key is not None and queue is not None and settings.request_queue_url
+    log, retryable = get_logger(), report.retryable
+    issued_at = (request.issued_at if isinstance(request, FanoutMessage) else None) or clock.now()
+    attempt = _previous_attempt(request) + 1
     delay = retry_delay(attempt, settings)
     bodies = [
         FanoutMessage(
@@ -98,10 +118,24 @@ def hand_off_retryable(
     try:
         queue.send_many(settings.request_queue_url, bodies, delay_seconds=delay)
     except QueueError as exc:
-        log.error("retry messages not sent", extra={"targets": len(retryable), "error": str(exc)})
-        raise HandOffFailed(f"retry messages not sent to the request queue: {exc}", report) from None
+        log.error("retry messages not sent: those targets end", extra={"targets": len(retryable), "error": str(exc)})
+        now = clock.now()
+        ended = {
+            id(r): Failed(
+                target=r.target,
+                error=ResultError(
+                    code=HandOffFailed.code,
+                    message=f"{r.message}; and its retry could not be queued ({exc}): send the request again",
+                ),
+                finished_at=now,
+            )
+            for r in retryable
+        }
+        report.outcomes = [ended.get(id(o), o) for o in report.outcomes]
+        return list(ended.values())
     report.queued = [Queued(r, attempt, delay) for r in retryable]
     report.outcomes = [o for o in report.outcomes if not isinstance(o, Retryable)]
     log.info(
         "retryable targets handed off", extra={"targets": len(retryable), "attempt": attempt, "delaySeconds": delay}
     )
+    return []

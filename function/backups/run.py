@@ -39,7 +39,7 @@ from backups.report import StartReport
 from backups.request import BackupRequest, build_request, describe_selector, read_body
 from backups.resolve import Resolver
 from backups.results import emit_result
-from backups.retry import first_outcome, hand_off_retryable
+from backups.retry import first_outcome, give_up_exhausted, send_retryable
 from backups.schedule import message_max_age
 from backups.start import Sleeper, execute_all
 from backups.target import BackupTarget, Failed, Outcome, Planned, Retryable, Skipped, Started
@@ -130,8 +130,8 @@ def start_backups(
         sleep=sleep,
         reply_to=reply_to,
     )
-    hand_off_retryable(report, request, settings=settings, queue=queue, clock=clock, reply_to=reply_to)
-    return report
+    give_up_exhausted(report, request, settings=settings, queue=queue, clock=clock)
+    return report  # the retryable targets go to the request queue after the failed results (run_request)
 
 
 def _start(
@@ -262,10 +262,20 @@ def run_request(
         raise
     if not report.dry_run:  # a dry run reports its plan to the caller and emits nothing
         ports.metrics.record_started(len(report.started))
-        if report.queued:
-            ports.metrics.count("redeliveries", len(report.queued))  # retry messages: handed back to retry
         try:
+            # The failed results first: a sink failure brings the request back before any retry message exists.
             emit_failed(report.failed, ports, reply_to)
+            ended = send_retryable(
+                report,
+                request,
+                settings=settings,
+                queue=ports.queue,
+                clock=ports.clock,
+                reply_to=reply_to or (request.reply_to if isinstance(request, FanoutMessage) else None),
+            )
+            if report.queued:
+                ports.metrics.count("redeliveries", len(report.queued))  # retry messages: handed back to retry
+            emit_failed(ended, ports, reply_to)  # the retries that could not be queued end here
         except RedeliveryRequested as exc:
             exc.report = report  # what did start: the caller's reply names it
             raise

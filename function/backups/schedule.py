@@ -231,9 +231,9 @@ def message_max_age(settings: Settings) -> timedelta:
     """The oldest a signed fan-out, retry or redelivery message may be, and how long past its deadline a follow-up
     ticket may still be read: HANDOFF_MAX_AGE_SECONDS, else longer than the longest legitimate path,
     REDELIVERY_MAX_ATTEMPTS tries, each after the largest retry delay and a visibility timeout, plus a queue's
-    dwell (defaults: 5 x (240 + 900) + 3600 = 9300 s)."""
-    if settings.handoff_max_age_seconds is not None:
-        return timedelta(seconds=settings.handoff_max_age_seconds)
+    dwell (defaults: 5 x (240 + 900) + 3600 = 9300 s). HANDOFF_MAX_AGE_SECONDS may only raise it: a shorter age
+    would refuse legitimate retries and lose their results."""
     attempts = settings.redelivery_max_attempts
     largest = retry_delay(attempts, settings)  # retry_delay grows with the attempt
-    return timedelta(seconds=attempts * (largest + REDELIVERY_WAIT_SECONDS) + QUEUE_DWELL_SECONDS)
+    derived = attempts * (largest + REDELIVERY_WAIT_SECONDS) + QUEUE_DWELL_SECONDS
+    return timedelta(seconds=max(derived, settings.handoff_max_age_seconds or 0))

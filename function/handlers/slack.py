@@ -134,7 +134,10 @@ def _backup(command: BackupCommand, slash: SlashCommand, context: Any, deps: Dep
                 # Not run inline instead: the message may have been stored all the same (a timeout), and a second
                 # run would answer long after Slack's 3 s. The user retries; nothing has started.
                 log.warning("chat command not queued", extra={"error": str(exc)})
-                return reply_error("the command could not be handed on (queue unavailable), try again")
+                return reply_error(
+                    "the hand-off could not be confirmed (the queue is slow or unavailable). "
+                    "If nothing follows here within a minute, try again"
+                )
             log.info("chat command queued", extra={"trigger_id": trigger.trigger_id})
             return reply_queued(command.instance, dry_run=command.dry_run)
     return _run_backup(command, trigger, reply_to, _bounded_cloud(context, deps), context, deps).payload

@@ -269,7 +269,8 @@ json_values = st.recursive(
     status=st.integers(300, 599),
 )
 def test_any_error_answer_reads_as_a_safe_error(body, query_error, status):
-    from adapters.aws import Credentials, _error
+    from adapters.aws import _error
+    from adapters.sigv4 import Credentials
 
     error = _error("Op", status, body, query_error, Credentials(KEY, SECRET, TOKEN))
     text = str(error)
@@ -278,3 +279,123 @@ def test_any_error_answer_reads_as_a_safe_error(body, query_error, status):
     )
     assert text.isascii() and text.isprintable() and len(error.message) <= 300
     assert no_credentials(text)
+
+
+# --- safeguards found by the review: each test fails without its safeguard ----------------------------------
+
+
+def test_the_environment_cannot_replace_the_signature(receiver, tmp_path, monkeypatch):
+    """A .netrc entry for the host (or a proxy setting) is ignored: requests' trust_env would put Basic auth in place
+    of the SigV4 Authorization header, or send the session token through a proxy."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login bob password hunter2\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.9:9")
+    receiver.answers.append((200, {}))
+    client(receiver.url).call("X", {})
+    [request] = receiver.requests
+    assert request.headers["authorization"].startswith("AWS4-HMAC-SHA256 ")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "why"),
+    [
+        ("http://sqs.eu-west-1.amazonaws.com", "plain http"),
+        ("https://user:pw@sqs.eu-west-1.amazonaws.com", "user information"),
+        ("https://sqs.eu-west-1.amazonaws.com/?x=1", "query"),
+        ("ftp://sqs.eu-west-1.amazonaws.com", "not an http(s) URL"),
+    ],
+)
+def test_signed_requests_go_only_over_https_or_to_loopback(endpoint, why):
+    with pytest.raises(AwsError) as info:
+        client(endpoint).call("X", {})
+    assert info.value.code == "InvalidEndpoint" and why in str(info.value)
+    assert "pw" not in str(info.value)
+
+
+def test_credentials_have_no_repr():
+    from adapters.sigv4 import Credentials
+
+    credentials = Credentials.from_env(ENV)
+    assert credentials is not None and no_credentials(repr(credentials))
+
+
+def test_a_deeply_nested_answer_is_an_error_not_a_crash(receiver):
+    import requests as _requests
+
+    class Deep:  # an endpoint that answers 100 kB of "[": the parser's recursion limit
+        status_code = 200
+        headers: dict[str, str] = {}
+
+        def __enter__(self) -> Any:
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            return None
+
+        def iter_content(self, size: int) -> Iterator[bytes]:
+            yield b"[" * 100_000
+
+    session = _requests.Session()
+    session.post = lambda *a, **k: Deep()  # type: ignore[method-assign]
+    with pytest.raises(AwsError) as info:
+        AwsJsonClient(SQS, endpoint="https://sqs.eu-west-1.amazonaws.com", environ=ENV, session=session).call("X", {})
+    assert info.value.code == "InvalidResponse"
+
+
+def test_a_call_keeps_to_its_budget(receiver):
+    """Retries stop when the pauses would pass the call's budget (a follow-up batch must not be killed half-way)."""
+    receiver.always = 503
+    now = [0.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    c = AwsJsonClient(
+        SQS,
+        endpoint=receiver.url,
+        environ=ENV,
+        sleep=sleep,
+        jitter=lambda: 1.0,
+        clock=lambda: now[0],
+        budget_seconds=2.5,
+    )
+    with pytest.raises(AwsError):
+        c.call("X", {})
+    assert sum(sleeps) < 2.5 and len(receiver.requests) < 4
+
+
+def test_a_refused_certificate_is_not_retried():
+    import requests as _requests
+
+    session = _requests.Session()
+
+    def refuse(*a: Any, **k: Any) -> Any:
+        raise _requests.exceptions.SSLError("certificate verify failed")
+
+    session.post = refuse  # type: ignore[method-assign]
+    sleeps: list[float] = []
+    c = AwsJsonClient(
+        SQS, endpoint="https://sqs.eu-west-1.amazonaws.com", environ=ENV, session=session, sleep=sleeps.append
+    )
+    with pytest.raises(AwsError) as info:
+        c.call("X", {})
+    assert info.value.code == "SSLError" and sleeps == []
+
+
+def test_a_huge_error_text_is_cut_before_it_is_escaped():
+    text = clean("\x00" * (4 * 1024 * 1024) + SECRET, CREDENTIALS)
+    assert len(text) <= 300 and SECRET not in text
+
+
+def test_a_partial_arn_takes_only_its_own_secret():
+    """`…:secret:foo` must not take the entry of `…:secret:foo-bar-AbCdEf` (Secrets Manager appends 6 characters)."""
+    from adapters.secrets import _match
+
+    base = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
+    arns = [base + "foo", base + "foo-bar"]
+    assert _match({"ARN": base + "foo-bar-AbCdEf", "Name": "foo-bar"}, arns) == base + "foo-bar"
+    assert _match({"ARN": base + "foo-AbCdEf", "Name": "foo"}, arns) == base + "foo"
+    assert _match({"ARN": base + "foo-bar-AbCdEf"}, [base + "foo"]) is None

@@ -14,7 +14,8 @@ from botocore.credentials import Credentials as BotoCredentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.aws import Credentials, canonical_query, host_header, region_of_host, sign_v4
+from adapters.aws import region_of_host
+from adapters.sigv4 import Credentials, canonical_query, host_header, sign_v4
 
 NOW = datetime(2026, 12, 1, 21, 30, 5, tzinfo=UTC)
 

@@ -18,7 +18,7 @@ from settings import Settings
 from tests.fakes import FakeCloud
 from ycloud.errors import CloudError
 
-FRESH = Freshness(now=datetime.now(UTC), max_age=timedelta(hours=1))  # undated test messages pass
+FRESH = Freshness(now=datetime(2026, 12, 1, tzinfo=UTC), max_age=timedelta(hours=1))  # undated messages pass then
 
 FOLDER = "b1gfolder"
 OTHER = "b1gother"

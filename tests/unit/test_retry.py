@@ -208,7 +208,9 @@ def test_status_for_mixed_outcomes_is_202_and_names_started_and_queued() -> None
     assert [q["computeInstanceId"] for q in body["queued"]] == [w.other.id] and body["retryable"] == []
 
 
-def test_http_a_refused_hand_off_is_503_and_still_names_what_started() -> None:
+def test_http_a_refused_retry_ends_that_target_and_names_what_started() -> None:
+    """The tickets went out: failing the whole request (503, and a caller's retry) would send them again. The
+    target whose retry could not be queued ends in one failed result (HANDOFF_FAILED) instead."""
     from handlers.http import handle_http
 
     from backups.ports import QueueError
@@ -227,18 +229,32 @@ def test_http_a_refused_hand_off_is_503_and_still_names_what_started() -> None:
     with deps.recording("yandex", None):
         reply = handle_http(signed_post(json.loads(w.both())), None, deps)
     body = json.loads(reply["body"])
-    assert reply["statusCode"] == 503 and body["error"]["code"] == "HANDOFF_FAILED"
+    assert reply["statusCode"] == 202, body
     assert [s["computeInstanceId"] for s in body["started"]] == [w.vm.id]
+    assert [f["code"] for f in body["failed"]] == ["HANDOFF_FAILED"] and not body.get("queued")
+    [event] = [e for e in w.sink.events if e.data.status == "failed"]
+    assert event.data.error is not None and event.data.error.code == "HANDOFF_FAILED"
+    assert w.sent(REQUESTS) == []
 
 
 # --- 2. signed messages expire ------------------------------------------------------------------------------------
 
 
-def test_the_default_max_age_outlasts_every_retry_and_a_setting_overrides_it() -> None:
+def test_the_default_max_age_outlasts_every_retry_and_a_setting_may_only_raise_it() -> None:
     s = Settings.from_env({})
     longest = s.redelivery_max_attempts * max(retry_delay(n, s) for n in range(1, s.redelivery_max_attempts + 1))
     assert message_max_age(s) == timedelta(seconds=9300) and message_max_age(s).total_seconds() > longest + 900
-    assert message_max_age(Settings.from_env({"HANDOFF_MAX_AGE_SECONDS": "600"})) == timedelta(seconds=600)
+    assert message_max_age(Settings.from_env({"HANDOFF_MAX_AGE_SECONDS": "600"})) == timedelta(seconds=9300)
+    assert message_max_age(Settings.from_env({"HANDOFF_MAX_AGE_SECONDS": "86400"})) == timedelta(days=1)
+
+
+@pytest.mark.parametrize("value", ["1209601", "100000000000000"])
+def test_a_max_age_past_any_queue_retention_is_refused_at_settings(value: str) -> None:
+    """Far-future arithmetic would overflow every invocation (a date out of range): refused where it is read."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        Settings.from_env({"HANDOFF_MAX_AGE_SECONDS": value})
 
 
 def _fanout(w: World, **kw: Any) -> FanoutMessage:
@@ -316,15 +332,19 @@ def test_a_retry_message_keeps_the_first_issued_at() -> None:
 # --- 2b. replayed tickets long past their deadline -----------------------------------------------------------------
 
 
-def test_a_ticket_replayed_long_past_its_deadline_is_dropped_unread() -> None:
+def test_a_ticket_read_long_past_its_deadline_is_checked_once_more_and_ends() -> None:
+    """A replay, or a redrive after the follow-up was down: one Get, its result (a deterministic event id: consumers
+    drop a duplicate), and no new ticket. Dropping it would lose the only result of a chain that never got checked."""
     w = Two()
     t = ticket(w)
     w.cloud.complete(t.operation_id)
     w.clock.advance((t.deadline - w.clock.now()).total_seconds() + message_max_age(w.settings).total_seconds() + 1)
     calls = w.cloud.calls
     assert w.followup(yandex_batch(t.sealed_body(KEY))) == {"ok": True}
-    assert w.cloud.calls == calls and w.sink.events == [] and w.sent(FOLLOWUPS) == []  # no Get, no result
-    assert w.recorder.total("stale_dropped") == 1
+    assert w.cloud.calls == calls + 1 and w.sent(FOLLOWUPS) == []  # one Get, the chain ends
+    [event] = w.sink.events
+    assert event.data.status == "succeeded" and event.data.operation_id == t.operation_id
+    assert w.recorder.total("stale_checked") == 1
 
 
 def test_a_ticket_just_past_its_deadline_still_ends_in_its_result() -> None:
@@ -446,3 +466,42 @@ def test_a_signed_message_is_read_exactly_while_it_is_young_enough(age: int, max
     else:
         with pytest.raises(ForgedFanout, match="refused"):
             read_fanout(body, w.settings, fresh)
+
+
+def test_a_sink_failure_comes_back_before_any_retry_message_exists() -> None:
+    """Started, failed and retryable targets; the failed result's sink fails once, and the timer retries: the
+    retryable target's retry message is sent once (the failed results go out first), not once per delivery."""
+    from backups.ports import SinkError
+    from tests.unit.test_handlers_queue import FOLDER
+
+    w = Two()
+    third = w.cloud.add_instance(name="db2", folder_id=FOLDER)  # the policy is not applied: a failed target
+    body = json.dumps({"computeInstanceIds": [w.vm.id, third.id, w.other.id], "policyId": w.policy.id})
+    real, calls = w.sink.emit, [0]
+
+    def fail_once(event: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise SinkError("down")
+        real(event)
+
+    w.sink.emit = fail_once  # type: ignore[method-assign]
+    with pytest.raises(RedeliveryRequested):
+        w.trigger(w.timer(body))
+    assert w.retries() == []  # nothing handed off yet: the request comes back whole
+    w.trigger(w.timer(body))  # the timer's retry
+    assert [r["attempt"] for r in w.retries()] == [1]
+
+
+def test_an_undated_message_is_refused_after_the_transition() -> None:
+    """A captured copy of the previous version's message cannot be replayed for ever."""
+    from backups.handoff import UNDATED_ACCEPTED_UNTIL, ForgedFanout, Freshness, read_fanout
+
+    w = World()
+    undated = _fanout(w).signed(KEY)
+    data = json.loads(undated.body())
+    before = Freshness(now=UNDATED_ACCEPTED_UNTIL - timedelta(seconds=1), max_age=message_max_age(w.settings))
+    read_fanout(data, w.settings, before)
+    after = Freshness(now=UNDATED_ACCEPTED_UNTIL, max_age=message_max_age(w.settings))
+    with pytest.raises(ForgedFanout, match="no issuedAt"):
+        read_fanout(data, w.settings, after)
