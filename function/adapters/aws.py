@@ -40,12 +40,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
 
 from adapters.sigv4 import Credentials, sign_v4
+
+T = TypeVar("T")
 
 MAX_ATTEMPTS = 4
 MAX_BACKOFF_SECONDS = 20.0
@@ -232,14 +234,8 @@ class AwsJsonClient:
         return endpoint, region
 
     def call(self, operation: str, params: Mapping[str, Any], *, endpoint: str | None = None) -> dict[str, Any]:
-        """One operation, retried as the module says; its JSON answer, or AwsError (AwsUnreachable: no answer)."""
-        credentials = Credentials.from_env(self.environ)
-        if credentials is None:
-            raise AwsError(operation, "NoCredentials", "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set")
-        url, region = self.resolve(endpoint)
-        refused = check_endpoint(url)
-        if refused is not None:
-            raise AwsError(operation, "InvalidEndpoint", clean(refused))
+        """One JSON-protocol operation, retried as the module says; its JSON answer, or AwsError (AwsUnreachable:
+        no answer)."""
         body = json.dumps(params, separators=(",", ":")).encode()
         headers = {
             "Content-Type": f"application/x-amz-json-{self.service.json_version}",
@@ -247,16 +243,36 @@ class AwsJsonClient:
         }
         if self.service.query_compatible:
             headers["x-amzn-query-mode"] = "true"
+        return self.request(operation, body, headers, _parse_json, endpoint=endpoint)
+
+    def request(
+        self,
+        operation: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        parse: Callable[[str, Answer, Credentials], T],
+        *,
+        endpoint: str | None = None,
+    ) -> T:
+        """POST `body` signed, retried as the module says; `parse` reads the answer (adapters.sqs_query: the query
+        protocol). AwsError, AwsUnreachable when there was no answer."""
+        credentials = Credentials.from_env(self.environ)
+        if credentials is None:
+            raise AwsError(operation, "NoCredentials", "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set")
+        url, region = self.resolve(endpoint)
+        refused = check_endpoint(url)
+        if refused is not None:
+            raise AwsError(operation, "InvalidEndpoint", clean(refused))
         deadline = self._clock() + self.budget_seconds
         for attempt in range(self.max_attempts):
             signed = sign_v4(
-                "POST", url, headers, body, credentials=credentials, region=region, service=self.service.name,
+                "POST", url, dict(headers), body, credentials=credentials, region=region, service=self.service.name,
                 now=self._now(),
             )  # fmt: skip
             left = deadline - self._clock()
             timeouts = (min(self.timeouts[0], max(left, 0.1)), min(self.timeouts[1], max(left, 0.1)))
             try:
-                return self._send(operation, url, signed, body, credentials, timeouts)
+                return parse(operation, self._send(operation, url, signed, body, timeouts), credentials)
             except AwsError as error:
                 if not error.retryable or attempt + 1 >= self.max_attempts:
                     raise
@@ -267,36 +283,43 @@ class AwsJsonClient:
         raise AssertionError("unreachable")  # pragma: no cover  (the loop returns or raises)
 
     def _send(
-        self,
-        operation: str,
-        url: str,
-        headers: dict[str, str],
-        body: bytes,
-        credentials: Credentials,
-        timeouts: tuple[float, float],
-    ) -> dict[str, Any]:
+        self, operation: str, url: str, headers: dict[str, str], body: bytes, timeouts: tuple[float, float]
+    ) -> Answer:
         try:
             with self.session.post(
                 url, data=body, headers=headers, timeout=timeouts, allow_redirects=False, stream=True
             ) as response:
-                status = response.status_code
-                content = _read(response, operation)
-                query_error = response.headers.get("x-amzn-query-error", "")
+                return Answer(response.status_code, _read(response, operation), dict(response.headers))
         except requests.exceptions.SSLError:
             raise AwsError(operation, "SSLError", "the endpoint's TLS certificate was refused") from None
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             raise AwsUnreachable(operation, type(exc).__name__) from None
         except requests.RequestException as exc:  # an invalid URL or header: trying again would not help
             raise AwsError(operation, type(exc).__name__) from None
-        try:
-            parsed = json.loads(content) if content.strip() else {}
-        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
-            parsed = None
-        if 200 <= status < 300:
-            if not isinstance(parsed, dict):
-                raise AwsError(operation, "InvalidResponse", "the answer is not a JSON object", status)
-            return parsed
-        raise _error(operation, status, parsed, query_error, credentials)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What an endpoint answered: status, body (at most MAX_RESPONSE_BYTES), headers (names lowercased)."""
+
+    status: int
+    content: bytes
+    headers: Mapping[str, str]
+
+    def header(self, name: str) -> str:
+        return next((v for k, v in self.headers.items() if k.lower() == name), "")
+
+
+def _parse_json(operation: str, answer: Answer, credentials: Credentials) -> dict[str, Any]:
+    try:
+        parsed = json.loads(answer.content) if answer.content.strip() else {}
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
+        parsed = None
+    if 200 <= answer.status < 300:
+        if not isinstance(parsed, dict):
+            raise AwsError(operation, "InvalidResponse", "the answer is not a JSON object", answer.status)
+        return parsed
+    raise _error(operation, answer.status, parsed, answer.header("x-amzn-query-error"), credentials)
 
 
 def _read(response: requests.Response, operation: str) -> bytes:

@@ -1,10 +1,11 @@
-"""The SQS-protocol queue adapter: Amazon SQS and Yandex Message Queue over SQS's JSON protocol (adapters.aws).
+"""The SQS-protocol queue adapter: Amazon SQS and Yandex Message Queue (adapters.aws).
 
-`SendMessageBatch` (`X-Amz-Target: AmazonSQS.SendMessageBatch`, `application/x-amz-json-1.0`), as botocore 1.43
-itself speaks to SQS and Yandex Message Queue. The endpoint is `AWS_ENDPOINT_URL_SQS` (or `AWS_ENDPOINT_URL`) when
-set, else the queue URL's own origin: `https://sqs.<region>.amazonaws.com` for Amazon SQS,
-`https://message-queue.api.cloud.yandex.net` (region `ru-central1`) for Yandex Message Queue, a local moto server
-in the tests. Credentials and region: adapters.aws.
+`SendMessageBatch` over SQS's JSON protocol (`X-Amz-Target: AmazonSQS.SendMessageBatch`,
+`application/x-amz-json-1.0`, as botocore 1.43 speaks to SQS), or over the query protocol that Yandex Message
+Queue's API reference documents (adapters.sqs_query; SQS_PROTOCOL, `protocol_for`). The endpoint is
+`AWS_ENDPOINT_URL_SQS` (or `AWS_ENDPOINT_URL`) when set, else the queue URL's own origin:
+`https://sqs.<region>.amazonaws.com` for Amazon SQS, `https://message-queue.api.cloud.yandex.net` (region
+`ru-central1`) for Yandex Message Queue, a local moto server in the tests. Credentials and region: adapters.aws.
 
 Not botocore: its import and SQS data cost ~0.1 s of CPU per cold start (adapters.aws says what was measured).
 """
@@ -14,10 +15,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
+from adapters import sqs_query
 from adapters.aws import SQS, AwsError, AwsJsonClient, AwsUnreachable, clean, origin
 from backups.ports import QueueError
 
+YMQ_HOST = "message-queue.api.cloud.yandex.net"
 MAX_DELAY_SECONDS = 900  # the SQS and YMQ limit on DelaySeconds
 BATCH = 10  # entries per SendMessageBatch
 
@@ -38,6 +42,19 @@ def _quick_client(endpoint_url: str | None) -> AwsJsonClient:
     return AwsJsonClient(SQS, endpoint=endpoint_url, max_attempts=1, timeouts=QUICK_TIMEOUTS)
 
 
+def protocol_for(queue_url: str, client: AwsJsonClient) -> str:
+    """ "query" or "json": SQS_PROTOCOL when it says one, else (auto) query for Yandex Message Queue, whose API
+    reference documents only that (adapters.sqs_query), and JSON for everything else. Raises AwsError for a value
+    that is neither."""
+    chosen = (client.environ.get("SQS_PROTOCOL") or "auto").strip().lower()
+    if chosen in ("json", "query"):
+        return chosen
+    if chosen != "auto":
+        raise AwsError("SendMessageBatch", "InvalidConfiguration", "SQS_PROTOCOL must be auto, json or query")
+    endpoint, _ = client.resolve(origin(queue_url))
+    return "query" if urlsplit(endpoint).hostname == YMQ_HOST else "json"
+
+
 class SqsQueue:
     """MessageQueue over SQS's JSON protocol. `client` is injectable for tests (an AwsJsonClient)."""
 
@@ -56,9 +73,10 @@ class SqsQueue:
         return self._client
 
     def _batch(self, queue_url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
-        return self._sqs().call(
-            "SendMessageBatch", {"QueueUrl": queue_url, "Entries": entries}, endpoint=origin(queue_url)
-        )
+        client = self._sqs()
+        if protocol_for(queue_url, client) == "query":
+            return sqs_query.send_message_batch(client, queue_url, entries, endpoint=origin(queue_url))
+        return client.call("SendMessageBatch", {"QueueUrl": queue_url, "Entries": entries}, endpoint=origin(queue_url))
 
     def send(self, queue_url: str, body: str, *, delay_seconds: int = 0) -> str:
         return self.send_many(queue_url, [body], delay_seconds=delay_seconds)[0]

@@ -516,6 +516,8 @@ def run_round(
         "FOLLOWUP_FIRST_DELAY_SECONDS": "1",
         "FOLLOWUP_MIN_DELAY_SECONDS": "1",
         "FOLLOWUP_MAX_DELAY_SECONDS": "3",
+        # Yandex rounds speak the query protocol, as the function does to Yandex Message Queue (adapters.sqs_query)
+        "SQS_PROTOCOL": "query" if cfg.platform == "yandex" else "json",
     }
     for key, value in env.items():
         setenv(key, value)
