@@ -505,3 +505,43 @@ def test_an_undated_message_is_refused_after_the_transition() -> None:
     after = Freshness(now=UNDATED_ACCEPTED_UNTIL, max_age=message_max_age(w.settings))
     with pytest.raises(ForgedFanout, match="no issuedAt"):
         read_fanout(data, w.settings, after)
+
+
+# --- metrics: a reply or batch that comes back is counted when it settles (the review's mutants) -------------
+
+
+def test_http_a_503_counts_nothing_until_the_request_comes_back() -> None:
+    """The follow-up queue refuses the ticket: 503 HANDOFF_FAILED, which the caller sends again; the backup it
+    started is counted then, not twice."""
+    from handlers.http import handle_http
+
+    from backups.ports import QueueError
+    from tests.unit.test_handlers_http import SECRET, signed_post
+
+    w = Two(WEBHOOK_SECRET=SECRET)
+    w.down = False
+    real = w.queue.send_many
+
+    def refuse_tickets(url: str, bodies: Any, *, delay_seconds: int = 0) -> list[str]:
+        if url == FOLLOWUPS:
+            raise QueueError("follow-up queue down")
+        return real(url, bodies, delay_seconds=delay_seconds)
+
+    w.queue.send_many = refuse_tickets  # type: ignore[method-assign]
+    deps = w.deps()
+    with deps.recording("yandex", None):
+        reply = handle_http(signed_post(json.loads(w.request())), None, deps)
+    assert reply["statusCode"] == 503
+    assert w.recorder.total("backups_started") == 0
+
+
+def test_a_yandex_request_batch_that_comes_back_whole_counts_nothing() -> None:
+    """One message starts a backup, the other must come back and cannot be sent back: the platform redelivers the
+    whole batch, so nothing of it is counted now (it is counted when the batch settles)."""
+    w = Two(HANDOFF_SECRET=None)  # no key: the retryable message cannot be sent back by the function
+    fine = w.request()
+    transient = json.dumps({"computeInstanceId": w.other.id, "policyId": w.policy.id})
+    with pytest.raises(RedeliveryRequested):
+        w.trigger(yandex_batch(fine, transient))
+    assert w.started() == [w.vm.id]
+    assert w.recorder.total("backups_started") == 0
