@@ -272,7 +272,7 @@ class AwsJsonClient:
             left = deadline - self._clock()
             timeouts = (min(self.timeouts[0], max(left, 0.1)), min(self.timeouts[1], max(left, 0.1)))
             try:
-                return parse(operation, self._send(operation, url, signed, body, timeouts), credentials)
+                return parse(operation, self._send(operation, url, signed, body, timeouts, deadline), credentials)
             except AwsError as error:
                 if not error.retryable or attempt + 1 >= self.max_attempts:
                     raise
@@ -283,13 +283,20 @@ class AwsJsonClient:
         raise AssertionError("unreachable")  # pragma: no cover  (the loop returns or raises)
 
     def _send(
-        self, operation: str, url: str, headers: dict[str, str], body: bytes, timeouts: tuple[float, float]
+        self,
+        operation: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        timeouts: tuple[float, float],
+        deadline: float,
     ) -> Answer:
         try:
             with self.session.post(
                 url, data=body, headers=headers, timeout=timeouts, allow_redirects=False, stream=True
             ) as response:
-                return Answer(response.status_code, _read(response, operation), dict(response.headers))
+                content = _read(response, operation, lambda: self._clock() > deadline)
+                return Answer(response.status_code, content, dict(response.headers))
         except requests.exceptions.SSLError:
             raise AwsError(operation, "SSLError", "the endpoint's TLS certificate was refused") from None
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
@@ -322,10 +329,14 @@ def _parse_json(operation: str, answer: Answer, credentials: Credentials) -> dic
     raise _error(operation, answer.status, parsed, answer.header("x-amzn-query-error"), credentials)
 
 
-def _read(response: requests.Response, operation: str) -> bytes:
+def _read(response: requests.Response, operation: str, late: Callable[[], bool] = lambda: False) -> bytes:
+    """The body, at most MAX_RESPONSE_BYTES, and only while the call's budget lasts (a read timeout bounds the gap
+    between two bytes, not the whole body: an endpoint that drips a byte every few seconds is cut off here)."""
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_content(65536):
+        if late():
+            raise AwsUnreachable(operation, "BudgetExceeded")
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise AwsError(operation, "ResponseTooLarge", f"more than {MAX_RESPONSE_BYTES} bytes", response.status_code)

@@ -58,14 +58,17 @@ def protocol_for(queue_url: str, client: AwsJsonClient) -> str:
 class SqsQueue:
     """MessageQueue over SQS's JSON protocol. `client` is injectable for tests (an AwsJsonClient)."""
 
-    def __init__(self, client: AwsJsonClient | None = None, endpoint_url: str | None = None) -> None:
+    def __init__(
+        self, client: AwsJsonClient | None = None, endpoint_url: str | None = None, *, resend_failed: bool = True
+    ) -> None:
         self._client = client
         self._endpoint_url = endpoint_url
+        self._resend_failed = resend_failed  # False: one call only (someone waits: `quick`)
 
     @classmethod
     def quick(cls, endpoint_url: str | None = None) -> SqsQueue:
         """A queue for a send someone waits for: one attempt within ~2 s (QUICK_TIMEOUTS)."""
-        return cls(client=_quick_client(endpoint_url))
+        return cls(client=_quick_client(endpoint_url), resend_failed=False)
 
     def _sqs(self) -> AwsJsonClient:
         if self._client is None:
@@ -90,6 +93,9 @@ class SqsQueue:
             try:
                 reply = self._batch(queue_url, entries)
                 failed = _entries(reply, "Failed")
+                if failed and not self._resend_failed:
+                    codes = sorted({_code(f) for f in failed})
+                    raise QueueError(f"{len(failed)} message(s) not sent to the queue: {codes}")
                 if failed:
                     # Retry the failed entries once: batch failures are usually throttling of single entries.
                     indexes = {i for f in failed if (i := _index(f, len(entries))) is not None}

@@ -9,8 +9,9 @@ query protocol to `message-queue.api.cloud.yandex.net` (SQS_PROTOCOL=auto) and J
 or query forces one. moto serves both, so the tests run both against the same server.
 
 Hand-written like adapters.aws (the same signer, retries and limits). The answer is parsed with the standard
-library's ElementTree: it resolves no external entities, the bundled expat (>= 2.4.1) limits entity expansion,
-and the body is at most MAX_RESPONSE_BYTES; every text read from it is cleaned before it reaches an error.
+library's ElementTree, and only an answer of at most MAX_ANSWER_BYTES without a DOCTYPE is parsed (no entities
+at all: SQS sends none, and expat's limits still allow a 100-fold expansion); every text read from it is cleaned
+before it reaches an error.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
+from adapters.aws import _CODE, AwsError, AwsJsonClient, clean
 from adapters.aws import Answer as _Answer
-from adapters.aws import AwsError, AwsJsonClient, clean
 from adapters.sigv4 import Credentials
 
 QUERY_VERSION = "2012-11-05"  # the SQS API version of the query protocol
@@ -43,7 +44,7 @@ def send_message_batch(
             (f"{ENTRY}.{n}.MessageBody", str(entry["MessageBody"])),
             (f"{ENTRY}.{n}.DelaySeconds", str(entry.get("DelaySeconds", 0))),
         ]
-    body = urlencode(params).encode("utf-8")
+    body = urlencode(params, quote_via=quote).encode("utf-8")  # spaces as %20, as botocore's query serializer
     headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
     return client.request("SendMessageBatch", body, headers, _batch_answer, endpoint=endpoint)
 
@@ -57,7 +58,14 @@ def _text(element: ElementTree.Element, name: str) -> str:
     return (child.text or "").strip() if child is not None else ""
 
 
+MAX_ANSWER_BYTES = 64 * 1024  # a SendMessageBatch answer for 10 entries is ~2 KB
+
+
 def _root(operation: str, answer: _Answer) -> ElementTree.Element | None:
+    """The answer's XML, or None when it is not XML we read: too long, or with a DOCTYPE (entities amplify a body
+    up to 100 times even under expat's limits; SQS never sends one)."""
+    if len(answer.content) > MAX_ANSWER_BYTES or b"<!DOCTYPE" in answer.content or b"<!ENTITY" in answer.content:
+        return None
     try:
         # The operator's own queue endpoint over https; no external entities, expansion limited by expat (above).
         return ElementTree.fromstring(answer.content) if answer.content.strip() else None  # noqa: S314
@@ -70,7 +78,9 @@ def _batch_answer(operation: str, answer: _Answer, credentials: Credentials) -> 
     if not 200 <= answer.status < 300:
         raise _error(operation, answer, root, credentials)
     if root is None:
-        raise AwsError(operation, "InvalidResponse", "the answer is not XML", answer.status)
+        raise AwsError(operation, "InvalidResponse", "the answer is not XML we read", answer.status)
+    if any(_local(e.tag) == "Error" for e in root.iter()):  # an error answered with a 2xx: still an error
+        raise _error(operation, answer, root, credentials)
     successful = [
         {"Id": _text(e, "Id"), "MessageId": _text(e, "MessageId")}
         for e in root.iter()
@@ -87,7 +97,7 @@ def _batch_answer(operation: str, answer: _Answer, credentials: Credentials) -> 
 def _error(operation: str, answer: _Answer, root: ElementTree.Element | None, credentials: Credentials) -> AwsError:
     """`<ErrorResponse><Error><Code>…</Code><Message>…</Message></Error></ErrorResponse>`, else `HTTP<status>`."""
     error = next((e for e in root.iter() if _local(e.tag) == "Error"), None) if root is not None else None
-    code = clean(_text(error, "Code"), credentials.secrets(), limit=128) if error is not None else ""
-    code = code if code and code.replace(".", "").replace("_", "").replace("-", "").isalnum() else ""
+    code = _text(error, "Code") if error is not None else ""
+    code = code if _CODE.fullmatch(code) else ""
     message = clean(_text(error, "Message"), credentials.secrets()) if error is not None else ""
     return AwsError(operation, code or f"HTTP{answer.status}", message, answer.status)

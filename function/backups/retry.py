@@ -89,13 +89,12 @@ def send_retryable(
     queue: MessageQueue | None,
     clock: Clock,
     reply_to: ReplyTarget | None,
-) -> list[Failed]:
+) -> None:
     """Send each retryable target alone to the request queue (`report.queued`). Run after the request's failed
-    results were delivered, so a redelivery for a sink never repeats these messages. When the queue refuses them,
-    those targets end here instead (returned, to be reported: HANDOFF_FAILED): the request is not redelivered
-    whole, which would send the started targets' tickets again."""
+    results were delivered, so a redelivery for a sink never repeats these messages. Raises HandOffFailed when the
+    queue refuses them (the request then comes back whole, as without the hand-off)."""
     if not _hands_off_here(report, request, settings, queue) or not report.retryable:
-        return []
+        return
     key = handoff_key(settings)
     assert key is not None and queue is not None and settings.request_queue_url
     log, retryable = get_logger(), report.retryable
@@ -118,24 +117,13 @@ def send_retryable(
     try:
         queue.send_many(settings.request_queue_url, bodies, delay_seconds=delay)
     except QueueError as exc:
-        log.error("retry messages not sent: those targets end", extra={"targets": len(retryable), "error": str(exc)})
-        now = clock.now()
-        ended = {
-            id(r): Failed(
-                target=r.target,
-                error=ResultError(
-                    code=HandOffFailed.code,
-                    message=f"{r.message}; and its retry could not be queued ({exc}): send the request again",
-                ),
-                finished_at=now,
-            )
-            for r in retryable
-        }
-        report.outcomes = [ended.get(id(o), o) for o in report.outcomes]
-        return list(ended.values())
+        # Not "these targets failed": some of the messages may be stored all the same (a partial batch, a timeout),
+        # and each would later emit a second, contradicting result. The request comes back whole instead (same
+        # keys: the same operations, the same event ids).
+        log.error("retry messages not sent", extra={"targets": len(retryable), "error": str(exc)})
+        raise HandOffFailed(f"retry messages not sent to the request queue: {exc}", report) from None
     report.queued = [Queued(r, attempt, delay) for r in retryable]
     report.outcomes = [o for o in report.outcomes if not isinstance(o, Retryable)]
     log.info(
         "retryable targets handed off", extra={"targets": len(retryable), "attempt": attempt, "delaySeconds": delay}
     )
-    return []

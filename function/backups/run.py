@@ -262,20 +262,14 @@ def run_request(
         raise
     if not report.dry_run:  # a dry run reports its plan to the caller and emits nothing
         ports.metrics.record_started(len(report.started))
+        # A fan-out or retry message's results go where its command came from (a Slack response_url).
+        reply_to = reply_to or (request.reply_to if isinstance(request, FanoutMessage) else None)
         try:
             # The failed results first: a sink failure brings the request back before any retry message exists.
             emit_failed(report.failed, ports, reply_to)
-            ended = send_retryable(
-                report,
-                request,
-                settings=settings,
-                queue=ports.queue,
-                clock=ports.clock,
-                reply_to=reply_to or (request.reply_to if isinstance(request, FanoutMessage) else None),
-            )
+            send_retryable(report, request, settings=settings, queue=ports.queue, clock=ports.clock, reply_to=reply_to)
             if report.queued:
                 ports.metrics.count("redeliveries", len(report.queued))  # retry messages: handed back to retry
-            emit_failed(ended, ports, reply_to)  # the retries that could not be queued end here
         except RedeliveryRequested as exc:
             exc.report = report  # what did start: the caller's reply names it
             raise

@@ -3,8 +3,11 @@
 A ticket read longer after its deadline than any legitimate chain lasts (backups.schedule.message_max_age) is a
 replay, or a ticket redriven from the dead-letter queue after an outage: it is checked once more like any ticket
 past its deadline (one Operation.Get; its result, with the same deterministic event id as any earlier copy, then
-the chain ends), with a log line `stale ticket checked` and the metric `stale_checked`. Dropping it unread
-would lose the only result of a chain whose check after the deadline never ran (the follow-up was down).
+the chain ends), with a log line `stale ticket checked` and the metric `stale_checked`. It is dropped instead
+(`stale ticket dropped`) when the cloud no longer has its operation or the operation is not its backup (a failed
+result would contradict the earlier one under the same id), or when it is older than any queue keeps a message.
+Dropping every stale ticket unread would lose the only result of a chain whose check after the deadline never
+ran (the follow-up was down).
 
 A ticket that cannot be read is a poison message: it is logged and reported as failed, so the queue's redrive
 policy moves it to the dead-letter queue after maxReceiveCount deliveries. Transient problems are handled by
@@ -15,10 +18,11 @@ message come back (at-least-once; the event id is deterministic, so a consumer d
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from adapters.sinks import check_sink_settings
-from backups.followup import follow, refuse_ticket
+from backups.followup import follow, mismatch, refuse_ticket
 from backups.handoff import QUEUE_BODY_LIMITS, FollowupTicket, MalformedTicket, handoff_key, parse_ticket
 from backups.models import TriggerInfo
 from backups.run import Ports
@@ -30,6 +34,9 @@ from observability import get_logger
 from triggers.detect import parse_event
 from triggers.model import Invocation, TriggerError
 from triggers.queue import refused_event_reply
+from ycloud.errors import CloudError
+
+MAX_QUEUE_RETENTION = timedelta(days=14)  # SQS and YMQ keep a message at most this long
 
 
 def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
@@ -58,6 +65,19 @@ def handle(event: Any, context: Any, deps: Deps | None = None) -> Any:
 def _stale(ticket: FollowupTicket, deps: Deps) -> bool:
     """Past its deadline by more than any legitimate chain lasts: a replay, or a redrive after an outage."""
     return deps.clock.now() > ticket.deadline + message_max_age(deps.settings)
+
+
+def _replay_only(ticket: FollowupTicket, ports: Ports, deps: Deps) -> str | None:
+    """Why a stale ticket must be dropped rather than checked, or None. Older than any queue keeps a message (14
+    days past its deadline), it came from outside; an operation the cloud no longer has, or one that is not this
+    backup, would turn the earlier result (the same event id) into a failed one."""
+    if deps.clock.now() > ticket.deadline + MAX_QUEUE_RETENTION:
+        return "older than any queue keeps a message"
+    try:
+        operation = ports.cloud.operations.get(ticket.operation_id)
+    except CloudError as exc:
+        return None if exc.transient else f"the operation is gone ({exc.name})"
+    return mismatch(ticket, operation)
 
 
 def _follow_all(invocation: Invocation, context: Any, deps: Deps, metrics: MetricsRecorder) -> list[str]:
@@ -94,15 +114,17 @@ def _follow_all(invocation: Invocation, context: Any, deps: Deps, metrics: Metri
             continue
         log.append_keys(correlation_id=ticket.target.trigger.correlation_id or ticket.target.trigger.trigger_id)
         if _stale(ticket, deps):
-            log.warning(
-                "stale ticket checked",
-                extra={
-                    "messageId": message_id,
-                    "operationId": ticket.operation_id,
-                    "deadline": ticket.deadline.isoformat(),
-                },
-            )
-            metrics.count("stale_checked")  # then checked as every ticket past its deadline: it ends now
+            extra = {
+                "messageId": message_id,
+                "operationId": ticket.operation_id,
+                "deadline": ticket.deadline.isoformat(),
+            }
+            metrics.count("stale_checked")
+            why = _replay_only(ticket, ports, deps)
+            if why is not None:  # nothing left to report on: its result (if any) went out long ago
+                log.warning("stale ticket dropped", extra=extra | {"reason": why})
+                continue
+            log.warning("stale ticket checked", extra=extra)  # then checked as every ticket past its deadline
         checked = _check(ticket, message_id, ports, deps, settled)
         if checked is not None:
             settled.discard()  # it comes back: its result is counted when it gets through

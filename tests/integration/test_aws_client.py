@@ -399,3 +399,43 @@ def test_a_partial_arn_takes_only_its_own_secret():
     assert _match({"ARN": base + "foo-bar-AbCdEf", "Name": "foo-bar"}, arns) == base + "foo-bar"
     assert _match({"ARN": base + "foo-AbCdEf", "Name": "foo"}, arns) == base + "foo"
     assert _match({"ARN": base + "foo-bar-AbCdEf"}, [base + "foo"]) is None
+
+
+def test_a_dripping_answer_is_cut_off_at_the_budget():
+    """A read timeout bounds the gap between two bytes only: the call's budget bounds the whole body."""
+    import requests as _requests
+
+    now = [0.0]
+
+    class Drip:
+        status_code = 200
+        headers: dict[str, str] = {}
+
+        def __enter__(self) -> Any:
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            return None
+
+        def iter_content(self, size: int) -> Iterator[bytes]:
+            for _ in range(100):
+                now[0] += 9.0  # a byte every 9 s, under the read timeout
+                yield b" "
+
+    session = _requests.Session()
+    session.post = lambda *a, **k: Drip()  # type: ignore[method-assign]
+    c = AwsJsonClient(
+        SQS, endpoint="https://sqs.eu-west-1.amazonaws.com", environ=ENV, session=session, clock=lambda: now[0],
+        max_attempts=1,
+    )  # fmt: skip
+    with pytest.raises(AwsUnreachable) as info:
+        c.call("X", {})
+    assert info.value.code == "BudgetExceeded" and now[0] <= 25.0 + 9.0
+
+
+def test_the_quick_queue_makes_one_call_even_for_failed_entries(receiver):
+    receiver.answers.append((200, {"Successful": [], "Failed": [{"Id": "0", "Code": "ThrottlingException"}]}))
+    quick = SqsQueue(client(receiver.url, max_attempts=1), resend_failed=False)
+    with pytest.raises(QueueError, match="ThrottlingException"):
+        quick.send_many(f"{receiver.url}/1/q", ["a"])
+    assert len(receiver.requests) == 1

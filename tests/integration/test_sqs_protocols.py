@@ -57,13 +57,15 @@ def test_the_query_request_is_form_encoded_and_signed() -> None:
     try:
         r.answers.append((200, None))
         with pytest.raises(QueueError):  # the receiver's answer is not XML: refused, not guessed
-            queue("query", r.url).send_many(f"{r.url}/1/q", ["a b&c"])
+            queue("query", r.url).send_many(f"{r.url}/1/q", ["a b&c"], delay_seconds=7)
         [request] = r.requests
         assert request.headers["content-type"].startswith("application/x-www-form-urlencoded")
         assert request.headers["authorization"].startswith("AWS4-HMAC-SHA256 ")
         assert "x-amz-target" not in request.headers
         body = request.body.decode()
-        assert "Action=SendMessageBatch" in body and "SendMessageBatchRequestEntry.1.MessageBody=a+b%26c" in body
+        assert body.startswith("Action=SendMessageBatch&Version=2012-11-05&QueueUrl=")
+        assert "SendMessageBatchRequestEntry.1.MessageBody=a%20b%26c" in body  # botocore's encoding: %20, not +
+        assert "SendMessageBatchRequestEntry.1.DelaySeconds=7" in body and "SendMessageBatchRequestEntry.1.Id=0" in body
     finally:
         r.stop()
 
@@ -130,3 +132,35 @@ def test_any_answer_is_read_or_refused_never_a_crash(status: int, content: bytes
     except AwsError:
         return
     assert set(got) == {"Successful", "Failed"}
+
+
+def test_an_answer_with_entities_is_refused_before_it_is_parsed() -> None:
+    """Under expat's own limits one entity still expands a body about 100 times: a DOCTYPE is never parsed."""
+    from adapters.sigv4 import Credentials
+    from adapters.sqs_query import _batch_answer
+
+    x = b"x" * 1000
+    amplified = b'<!DOCTYPE r [<!ENTITY e "' + x + b'">]><r>' + b"&e;" * 90 + b"</r>"
+    with pytest.raises(AwsError, match="not XML we read"):
+        _batch_answer("SendMessageBatch", _answer(200, amplified), Credentials("a", "b"))
+
+
+def test_an_error_answered_with_200_is_an_error() -> None:
+    from adapters.sigv4 import Credentials
+    from adapters.sqs_query import _batch_answer
+
+    body = b"<ErrorResponse><Error><Code>ThrottlingException</Code><Message>slow</Message></Error></ErrorResponse>"
+    with pytest.raises(AwsError) as info:
+        _batch_answer("SendMessageBatch", _answer(200, body), Credentials("a", "b"))
+    assert info.value.code == "ThrottlingException" and info.value.retryable
+
+
+def test_a_hostile_error_code_is_not_taken() -> None:
+    from adapters.sigv4 import Credentials
+    from adapters.sqs_query import _batch_answer
+
+    body = "<ErrorResponse><Error><Code>Bad\u202eCode <x></Code></Error></ErrorResponse>".encode()
+    body = body.replace(b"<x>", b"&lt;x&gt;")
+    with pytest.raises(AwsError) as info:
+        _batch_answer("SendMessageBatch", _answer(400, body), Credentials("a", "b"))
+    assert info.value.code == "HTTP400"
