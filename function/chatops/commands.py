@@ -209,6 +209,11 @@ def _parse_backup(tokens: list[str]) -> Command:
 
 def to_backup_request(cmd: BackupCommand, slash: SlashCommand) -> BackupRequest:
     """The domain request for a backup command; folder and defaults are filled later from Settings."""
+    return backup_request(cmd, f"slack:{slash.user_name or slash.user_id}")
+
+
+def backup_request(cmd: BackupCommand, requested_by: str | None) -> BackupRequest:
+    """The domain request for a backup command asked by `requested_by` (also a queued command: chatops.deferred)."""
     return BackupRequest(
         compute_instance_id=cmd.instance_id,
         instance_name=cmd.instance_name,
@@ -216,7 +221,7 @@ def to_backup_request(cmd: BackupCommand, slash: SlashCommand) -> BackupRequest:
         policy_name=cmd.policy_name,
         dry_run=cmd.dry_run,
         reason=cmd.reason,
-        requested_by=f"slack:{slash.user_name or slash.user_id}",
+        requested_by=requested_by,
     )
 
 

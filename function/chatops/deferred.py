@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from backups.handoff import _Signed, handoff_key
 from backups.models import ReplyTarget, TriggerInfo
 from backups.request import BackupRequest
-from chatops.commands import BackupCommand
+from chatops.commands import BackupCommand, backup_request
 from jsontext import NotAJsonObject, parse_json_object
 from settings import Settings
 
@@ -42,16 +42,7 @@ class ChatCommand(_Signed):
     @property
     def request(self) -> BackupRequest:
         """The domain request (as chatops.commands.to_backup_request built it before the hand-off)."""
-        c = self.command
-        return BackupRequest(
-            compute_instance_id=c.instance_id,
-            instance_name=c.instance_name,
-            policy_id=c.policy_id,
-            policy_name=c.policy_name,
-            dry_run=c.dry_run,
-            reason=c.reason,
-            requested_by=self.trigger.requested_by,
-        )
+        return backup_request(self.command, self.trigger.requested_by)
 
 
 class RefusedChatCommand(ValueError):

@@ -320,24 +320,37 @@ def test_credentials_have_no_repr():
     assert credentials is not None and no_credentials(repr(credentials))
 
 
-def test_a_deeply_nested_answer_is_an_error_not_a_crash(receiver):
+class Streamed:
+    """A requests response that answers 200 with `chunks` (each one after `before_each()`), for a session stub."""
+
+    status_code = 200
+    headers: dict[str, str] = {}
+
+    def __init__(self, chunks: list[bytes], before_each: Any = lambda: None) -> None:
+        self.chunks, self.before_each = chunks, before_each
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def iter_content(self, size: int) -> Iterator[bytes]:
+        for chunk in self.chunks:
+            self.before_each()
+            yield chunk
+
+
+def answering(response: Streamed) -> Any:
     import requests as _requests
 
-    class Deep:  # an endpoint that answers 100 kB of "[": the parser's recursion limit
-        status_code = 200
-        headers: dict[str, str] = {}
-
-        def __enter__(self) -> Any:
-            return self
-
-        def __exit__(self, *exc: Any) -> None:
-            return None
-
-        def iter_content(self, size: int) -> Iterator[bytes]:
-            yield b"[" * 100_000
-
     session = _requests.Session()
-    session.post = lambda *a, **k: Deep()  # type: ignore[method-assign]
+    session.post = lambda *a, **k: response  # type: ignore[method-assign]
+    return session
+
+
+def test_a_deeply_nested_answer_is_an_error_not_a_crash(receiver):
+    session = answering(Streamed([b"[" * 100_000]))  # the parser's recursion limit
     with pytest.raises(AwsError) as info:
         AwsJsonClient(SQS, endpoint="https://sqs.eu-west-1.amazonaws.com", environ=ENV, session=session).call("X", {})
     assert info.value.code == "InvalidResponse"
@@ -403,27 +416,12 @@ def test_a_partial_arn_takes_only_its_own_secret():
 
 def test_a_dripping_answer_is_cut_off_at_the_budget():
     """A read timeout bounds the gap between two bytes only: the call's budget bounds the whole body."""
-    import requests as _requests
-
     now = [0.0]
 
-    class Drip:
-        status_code = 200
-        headers: dict[str, str] = {}
+    def nine_seconds() -> None:  # a byte every 9 s, under the read timeout
+        now[0] += 9.0
 
-        def __enter__(self) -> Any:
-            return self
-
-        def __exit__(self, *exc: Any) -> None:
-            return None
-
-        def iter_content(self, size: int) -> Iterator[bytes]:
-            for _ in range(100):
-                now[0] += 9.0  # a byte every 9 s, under the read timeout
-                yield b" "
-
-    session = _requests.Session()
-    session.post = lambda *a, **k: Drip()  # type: ignore[method-assign]
+    session = answering(Streamed([b" "] * 100, nine_seconds))
     c = AwsJsonClient(
         SQS, endpoint="https://sqs.eu-west-1.amazonaws.com", environ=ENV, session=session, clock=lambda: now[0],
         max_attempts=1,

@@ -208,26 +208,35 @@ def test_status_for_mixed_outcomes_is_202_and_names_started_and_queued() -> None
     assert [q["computeInstanceId"] for q in body["queued"]] == [w.other.id] and body["retryable"] == []
 
 
-def test_http_a_refused_retry_is_503_and_names_what_started() -> None:
-    """Not "that target failed": part of the messages may be stored all the same (a partial batch, a timeout) and
-    would later emit a second, contradicting result. The request comes back whole (same keys)."""
+def _signed_post_refused_by(w: Two, queue_url: str, body: str) -> dict[str, Any]:
+    """A signed POST /backup of `body`, with the queue at `queue_url` refusing every message."""
     from handlers.http import handle_http
 
     from backups.ports import QueueError
-    from tests.unit.test_handlers_http import SECRET, signed_post
+    from tests.unit.test_handlers_http import signed_post
 
-    w = Two(WEBHOOK_SECRET=SECRET)
     real = w.queue.send_many
 
-    def refuse_requests(url: str, bodies: Any, *, delay_seconds: int = 0) -> list[str]:
-        if url == REQUESTS:
-            raise QueueError("request queue down")
+    def refuse(url: str, bodies: Any, *, delay_seconds: int = 0) -> list[str]:
+        if url == queue_url:
+            raise QueueError(f"queue down: {url.rsplit('/', 1)[-1]}")
         return real(url, bodies, delay_seconds=delay_seconds)
 
-    w.queue.send_many = refuse_requests  # type: ignore[method-assign]
+    w.queue.send_many = refuse  # type: ignore[method-assign]
     deps = w.deps()
     with deps.recording("yandex", None):
-        reply = handle_http(signed_post(json.loads(w.both())), None, deps)
+        reply: dict[str, Any] = handle_http(signed_post(json.loads(body)), None, deps)
+    return reply
+
+
+def test_http_a_refused_retry_is_503_and_names_what_started() -> None:
+    """Not "that target failed": part of the messages may be stored all the same (a partial batch, a timeout) and
+    would later emit a second, contradicting result. The request comes back whole (same keys)."""
+
+    from tests.unit.test_handlers_http import SECRET
+
+    w = Two(WEBHOOK_SECRET=SECRET)
+    reply = _signed_post_refused_by(w, REQUESTS, w.both())
     body = json.loads(reply["body"])
     assert reply["statusCode"] == 503 and body["error"]["code"] == "HANDOFF_FAILED"
     assert [s["computeInstanceId"] for s in body["started"]] == [w.vm.id]
@@ -510,24 +519,12 @@ def test_an_undated_message_is_refused_after_the_transition() -> None:
 def test_http_a_503_counts_nothing_until_the_request_comes_back() -> None:
     """The follow-up queue refuses the ticket: 503 HANDOFF_FAILED, which the caller sends again; the backup it
     started is counted then, not twice."""
-    from handlers.http import handle_http
 
-    from backups.ports import QueueError
-    from tests.unit.test_handlers_http import SECRET, signed_post
+    from tests.unit.test_handlers_http import SECRET
 
     w = Two(WEBHOOK_SECRET=SECRET)
     w.down = False
-    real = w.queue.send_many
-
-    def refuse_tickets(url: str, bodies: Any, *, delay_seconds: int = 0) -> list[str]:
-        if url == FOLLOWUPS:
-            raise QueueError("follow-up queue down")
-        return real(url, bodies, delay_seconds=delay_seconds)
-
-    w.queue.send_many = refuse_tickets  # type: ignore[method-assign]
-    deps = w.deps()
-    with deps.recording("yandex", None):
-        reply = handle_http(signed_post(json.loads(w.request())), None, deps)
+    reply = _signed_post_refused_by(w, FOLLOWUPS, w.request())
     assert reply["statusCode"] == 503
     assert w.recorder.total("backups_started") == 0
 
