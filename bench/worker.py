@@ -48,9 +48,9 @@ HEAVY = ("requests", "pydantic", "boto3", "botocore", "aws_lambda_powertools", "
 # --- scenarios ------------------------------------------------------------------------------------------------
 
 
-def first(spec: dict[str, Any]) -> dict[str, Any]:
-    """Import app and run the yc-timer sample: the first invocation of a fresh instance, then a warm one."""
-    event = json.loads(read_text(os.path.join(ROOT, "events", "yc-timer.json")))
+def _cold_call(handler: str, event: Any) -> tuple[Any, Any, dict[str, float]]:
+    """`import app` (timed, unthrottled in the "aws" model), then join the quota and make this process's first
+    call of `app.<handler>`: (the app module, the reply, the cold figures every scenario reports)."""
     t0 = time.perf_counter()
     import app
 
@@ -58,25 +58,39 @@ def first(spec: dict[str, Any]) -> dict[str, Any]:
     enter_quota()
     cpu = time.process_time()
     t1 = time.perf_counter()
-    reply = app.trigger_handler(event, Context())
+    reply = getattr(app, handler)(event, Context())
     t2 = time.perf_counter()
     t_reply = time.time()
-    cpu_call = time.process_time() - cpu
-    loaded = sorted(name for name in HEAVY if name in sys.modules)
-    next_day()
-    event["messages"][0]["event_metadata"]["event_id"] = "a1s41g2n5g0oqbench02"
-    cpu = time.process_time()
-    t3 = time.perf_counter()
-    again = app.trigger_handler(event, Context())
-    t4 = time.perf_counter()
-    return {
+    figures = {
         "spawn_to_reply_ms": ms(t_reply - float(os.environ["BENCH_SPAWN_TIME"])),
         "import_ms": ms(t_init - t0),
         "first_invocation_ms": ms(t2 - t1),
-        "call_cpu_ms": ms(cpu_call),
-        "second_invocation_ms": ms(t4 - t3),
-        "warm_call_ms": ms(t4 - t3),
-        "warm_call_cpu_ms": ms(time.process_time() - cpu),
+        "call_cpu_ms": ms(time.process_time() - cpu),
+    }
+    return app, reply, figures
+
+
+def _warm_call(call: Any) -> tuple[Any, float, float]:
+    """`call()` timed: (its result, wall ms, CPU ms)."""
+    cpu = time.process_time()
+    t0 = time.perf_counter()
+    result = call()
+    return result, ms(time.perf_counter() - t0), ms(time.process_time() - cpu)
+
+
+def first(spec: dict[str, Any]) -> dict[str, Any]:
+    """Import app and run the yc-timer sample: the first invocation of a fresh instance, then a warm one."""
+    event = json.loads(read_text(os.path.join(ROOT, "events", "yc-timer.json")))
+    app, reply, cold = _cold_call("trigger_handler", event)
+    loaded = sorted(name for name in HEAVY if name in sys.modules)
+    next_day()
+    event["messages"][0]["event_metadata"]["event_id"] = "a1s41g2n5g0oqbench02"
+    again, warm_ms, warm_cpu_ms = _warm_call(lambda: app.trigger_handler(event, Context()))
+    return {
+        **cold,
+        "second_invocation_ms": warm_ms,
+        "warm_call_ms": warm_ms,
+        "warm_call_cpu_ms": warm_cpu_ms,
         "started": [started_count(reply), started_count(again)],
         "loaded": loaded,
         "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -88,35 +102,21 @@ def slack(spec: dict[str, Any]) -> dict[str, Any]:
     # BENCH_SLACK_SECRET: the value behind SLACK_SIGNING_SECRET_ARN ("aws" model), which the caller signs with
     secret = os.environ.get("BENCH_SLACK_SECRET") or os.environ["SLACK_SIGNING_SECRET"]
     text = spec["text"]
-    event = slack_event(secret, text, "1.1.cold")
-    t0 = time.perf_counter()
-    import app
-
-    t_init = time.perf_counter()
-    enter_quota()
-    cpu = time.process_time()
-    t1 = time.perf_counter()
-    reply = app.trigger_handler(event, Context())
-    t2 = time.perf_counter()
-    t_reply = time.time()
-    cpu_call = time.process_time() - cpu
+    app, reply, cold = _cold_call("trigger_handler", slack_event(secret, text, "1.1.cold"))
     replies = [reply]
     warm: list[float] = []
     for i in range(int(spec["warm_runs"])):
         next_day()
         event = slack_event(secret, text, f"1.1.warm{i}")
-        started = time.perf_counter()
-        replies.append(app.trigger_handler(event, Context()))
-        warm.append(time.perf_counter() - started)
+        again, warm_ms, _ = _warm_call(lambda event=event: app.trigger_handler(event, Context()))
+        replies.append(again)
+        warm.append(warm_ms)
     texts = [json.loads(r["body"]).get("text", "") if isinstance(r, dict) and "body" in r else "" for r in replies]
     return {
-        "spawn_to_reply_ms": ms(t_reply - float(os.environ["BENCH_SPAWN_TIME"])),
+        **cold,
         "interpreter_ms": ms(T_PROCESS - float(os.environ["BENCH_SPAWN_TIME"])),
-        "import_ms": ms(t_init - t0),
-        "first_invocation_ms": ms(t2 - t1),
-        "call_cpu_ms": ms(cpu_call),
-        "warm_ms": [ms(w) for w in warm],
-        "warm_median_ms": ms(median(warm)) if warm else None,
+        "warm_ms": warm,
+        "warm_median_ms": round(median(warm), 1) if warm else None,
         "status_codes": sorted({r.get("statusCode") for r in replies if isinstance(r, dict)}),
         "started_replies": sum(1 for t in texts if "started" in t or "Starting a backup" in t),
         "replies": len(replies),
@@ -126,30 +126,14 @@ def slack(spec: dict[str, Any]) -> dict[str, Any]:
 
 def followup(spec: dict[str, Any]) -> dict[str, Any]:
     """A fresh instance's first follow-up invocation: one ticket (spec["body"]) as a Message Queue trigger event."""
-    event = queue_event(spec["body"], "bench-followup")
-    t0 = time.perf_counter()
-    import app
-
-    t_init = time.perf_counter()
-    enter_quota()
-    cpu = time.process_time()
-    t1 = time.perf_counter()
-    reply = app.followup_handler(event, Context())
-    t2 = time.perf_counter()
-    t_reply = time.time()
-    cpu_call = time.process_time() - cpu
+    app, reply, cold = _cold_call("followup_handler", queue_event(spec["body"], "bench-followup"))
     # A warm invocation of the same instance, the same ticket (the backup is done: Get, the result event again).
-    cpu = time.process_time()
-    t3 = time.perf_counter()
-    app.followup_handler(queue_event(spec["body"], "bench-followup-warm"), Context())
-    t4 = time.perf_counter()
+    warm_event = queue_event(spec["body"], "bench-followup-warm")
+    _, warm_ms, warm_cpu_ms = _warm_call(lambda: app.followup_handler(warm_event, Context()))
     return {
-        "spawn_to_reply_ms": ms(t_reply - float(os.environ["BENCH_SPAWN_TIME"])),
-        "import_ms": ms(t_init - t0),
-        "first_invocation_ms": ms(t2 - t1),
-        "call_cpu_ms": ms(cpu_call),
-        "warm_call_ms": ms(t4 - t3),
-        "warm_call_cpu_ms": ms(time.process_time() - cpu),
+        **cold,
+        "warm_call_ms": warm_ms,
+        "warm_call_cpu_ms": warm_cpu_ms,
         "reply": reply if isinstance(reply, dict) else None,
     }
 

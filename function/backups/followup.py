@@ -112,12 +112,14 @@ def follow(
     clock: Clock,
     sinks: list[ResultSink],
     metrics: MetricsRecorder | None = None,
+    operation: Operation | None = None,
 ) -> FollowOutcome:
-    """Check `ticket`'s operation once and act on what it says (see the module docstring)."""
+    """Check `ticket`'s operation once and act on what it says (see the module docstring). `operation`: the
+    operation as the caller has just read it (one Operation.Get per check)."""
     checked = ticket.model_copy(update={"attempt": ticket.attempt + 1})
     source = settings.result_event_source
     try:
-        operation = cloud.operations.get(ticket.operation_id)
+        operation = operation if operation is not None else cloud.operations.get(ticket.operation_id)
     except CloudError as exc:
         now = clock.now()
         if not exc.transient:

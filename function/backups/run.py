@@ -98,7 +98,7 @@ def start_backups(
     if isinstance(request, FanoutMessage):
         outcomes: list[Outcome] = [first_outcome(request, resolver, clock)]
         trigger, asked, dry_run = request.target.trigger, request.target.asked, False
-        reply_to = reply_to or request.reply_to
+        reply_to = _reply_target(request, reply_to)
         extra = {"instanceId": request.target.compute_instance_id, "attempt": request.attempt or 0}
         log.info("fan-out message", extra=_ids(trigger) | extra)
     else:
@@ -262,8 +262,7 @@ def run_request(
         raise
     if not report.dry_run:  # a dry run reports its plan to the caller and emits nothing
         ports.metrics.record_started(len(report.started))
-        # A fan-out or retry message's results go where its command came from (a Slack response_url).
-        reply_to = reply_to or (request.reply_to if isinstance(request, FanoutMessage) else None)
+        reply_to = _reply_target(request, reply_to)
         try:
             # The failed results first: a sink failure brings the request back before any retry message exists.
             emit_failed(report.failed, ports, reply_to)
@@ -274,6 +273,12 @@ def run_request(
             exc.report = report  # what did start: the caller's reply names it
             raise
     return report
+
+
+def _reply_target(request: BackupRequest | FanoutMessage | None, given: ReplyTarget | None) -> ReplyTarget | None:
+    """Where chat messages go: the caller's reply target, else a fan-out or retry message's own (the response_url
+    of the Slack command it came from)."""
+    return given or (request.reply_to if isinstance(request, FanoutMessage) else None)
 
 
 def emit_failed(failed: list[Failed], ports: Ports, reply_to: ReplyTarget | None) -> None:

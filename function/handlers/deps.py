@@ -75,15 +75,16 @@ class Deps:
             self._queue = self.queue_factory()
         return self._queue
 
-    def ports(self, context: Any, cloud: CloudApi | None = None) -> Ports:
-        """The domain's ports for this invocation (`cloud`: one already built, e.g. bounded for Slack)."""
+    def ports(self, context: Any, cloud: CloudApi | None = None, metrics: MetricsRecorder | None = None) -> Ports:
+        """The domain's ports for this invocation (`cloud`: one already built, e.g. bounded for Slack; `metrics`: a
+        recorder of one message, e.g. metrics.Settled, else the invocation's)."""
         return Ports(
             cloud=cloud if cloud is not None else self.cloud(context),
             settings=self.settings,
             queue=self.queue,
             sinks=self.sinks,
             clock=self.clock,
-            metrics=self._metrics or NullRecorder(),
+            metrics=metrics or self._metrics or NullRecorder(),
         )
 
     @contextmanager

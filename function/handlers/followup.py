@@ -35,6 +35,7 @@ from triggers.detect import parse_event
 from triggers.model import Invocation, TriggerError
 from triggers.queue import refused_event_reply
 from ycloud.errors import CloudError
+from ycloud.models import Operation
 
 MAX_QUEUE_RETENTION = timedelta(days=14)  # SQS and YMQ keep a message at most this long
 
@@ -67,17 +68,18 @@ def _stale(ticket: FollowupTicket, deps: Deps) -> bool:
     return deps.clock.now() > ticket.deadline + message_max_age(deps.settings)
 
 
-def _replay_only(ticket: FollowupTicket, ports: Ports, deps: Deps) -> str | None:
-    """Why a stale ticket must be dropped rather than checked, or None. Older than any queue keeps a message (14
-    days past its deadline), it came from outside; an operation the cloud no longer has, or one that is not this
-    backup, would turn the earlier result (the same event id) into a failed one."""
+def _replay_only(ticket: FollowupTicket, ports: Ports, deps: Deps) -> tuple[str | None, Operation | None]:
+    """(Why a stale ticket must be dropped rather than checked, or None; the operation as read, for the check).
+    Older than any queue keeps a message (14 days past its deadline), it came from outside; an operation the cloud
+    no longer has, or one that is not this backup, would turn the earlier result (the same event id) into a
+    failed one."""
     if deps.clock.now() > ticket.deadline + MAX_QUEUE_RETENTION:
-        return "older than any queue keeps a message"
+        return "older than any queue keeps a message", None
     try:
         operation = ports.cloud.operations.get(ticket.operation_id)
     except CloudError as exc:
-        return None if exc.transient else f"the operation is gone ({exc.name})"
-    return mismatch(ticket, operation)
+        return (None if exc.transient else f"the operation is gone ({exc.name})"), None
+    return mismatch(ticket, operation), operation
 
 
 def _follow_all(invocation: Invocation, context: Any, deps: Deps, metrics: MetricsRecorder) -> list[str]:
@@ -113,6 +115,7 @@ def _follow_all(invocation: Invocation, context: Any, deps: Deps, metrics: Metri
                 failed.append(message_id)
             continue
         log.append_keys(correlation_id=ticket.target.trigger.correlation_id or ticket.target.trigger.trigger_id)
+        operation: Operation | None = None
         if _stale(ticket, deps):
             extra = {
                 "messageId": message_id,
@@ -120,12 +123,12 @@ def _follow_all(invocation: Invocation, context: Any, deps: Deps, metrics: Metri
                 "deadline": ticket.deadline.isoformat(),
             }
             metrics.count("stale_checked")
-            why = _replay_only(ticket, ports, deps)
+            why, operation = _replay_only(ticket, ports, deps)
             if why is not None:  # nothing left to report on: its result (if any) went out long ago
                 log.warning("stale ticket dropped", extra=extra | {"reason": why})
                 continue
             log.warning("stale ticket checked", extra=extra)  # then checked as every ticket past its deadline
-        checked = _check(ticket, message_id, ports, deps, settled)
+        checked = _check(ticket, message_id, ports, deps, settled, operation)
         if checked is not None:
             settled.discard()  # it comes back: its result is counted when it gets through
             metrics.count("redeliveries")
@@ -138,9 +141,15 @@ def _follow_all(invocation: Invocation, context: Any, deps: Deps, metrics: Metri
 
 
 def _check(
-    ticket: FollowupTicket, message_id: str, ports: Ports, deps: Deps, metrics: MetricsRecorder
+    ticket: FollowupTicket,
+    message_id: str,
+    ports: Ports,
+    deps: Deps,
+    metrics: MetricsRecorder,
+    operation: Operation | None = None,
 ) -> FollowupTicket | None:
-    """Check one ticket; the ticket to check again when it must come back, else None."""
+    """Check one ticket (`operation`: already read for it); the ticket to check again when it must come back, else
+    None."""
     log = get_logger()
     try:
         outcome = follow(
@@ -151,6 +160,7 @@ def _check(
             clock=deps.clock,
             sinks=deps.sinks(ticket.reply_to),
             metrics=metrics,
+            operation=operation,
         )
     except Exception as exc:
         # A configuration gap (no FOLLOWUP_QUEUE_URL) or a bug: keep the ticket, let the queue bring it back

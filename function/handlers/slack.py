@@ -14,7 +14,7 @@ allowlist names.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from backups.errors import TRANSIENT, RedeliveryRequested, RequestInvalid, StartError
@@ -22,18 +22,18 @@ from backups.models import ReplyTarget, TriggerInfo
 from backups.ports import QueueError
 from backups.resolve import Resolver
 from backups.results import ProgressSink
-from backups.run import Ports, emit_request_failure, run_request
+from backups.run import emit_request_failure, run_request
 from backups.target import BackupTarget
 from chatops.allowlist import CHAT_OFF, Forbidden, chat_allowlist_configured, check_chat_allowed
 from chatops.commands import (
     BackupCommand,
     StatusCommand,
+    backup_request,
     parse_command,
     slack_reply_target,
     to_backup_request,
 )
 from chatops.deferred import (
-    ChatCommand,
     ExpiredChatCommand,
     RefusedChatCommand,
     body_bytes,
@@ -171,7 +171,7 @@ def handle_chat_command(
                 RequestInvalid(str(exc)),
                 expired.trigger if expired else carrier,
                 expired.request if expired else None,
-                _ports(deps, context, metrics=metrics),
+                deps.ports(context, metrics=metrics),
                 reply_to=expired.reply_to if expired else None,  # expired: SLACK_INCOMING_WEBHOOK_URL, if set
             )
         except RedeliveryRequested:
@@ -202,11 +202,6 @@ def handle_chat_command(
     return False
 
 
-def _ports(deps: Deps, context: Any, *, cloud: Any = None, metrics: MetricsRecorder | None = None) -> Ports:
-    ports = deps.ports(context, cloud=cloud)
-    return ports if metrics is None else replace(ports, metrics=metrics)
-
-
 @dataclass(frozen=True)
 class _Outcome:
     payload: dict[str, Any]  # the answer, as Slack JSON
@@ -225,7 +220,7 @@ def _run_backup(
     metrics: MetricsRecorder | None = None,
 ) -> _Outcome:
     log = get_logger()
-    asked = ChatCommand(command=command, trigger=trigger, reply_to=reply_to).request
+    asked = backup_request(command, trigger.requested_by)
     body = asked.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
     resolver = Resolver(cloud, deps.settings, deps.clock)
 
@@ -246,7 +241,7 @@ def _run_backup(
         report = run_request(
             body,
             trigger,
-            _ports(deps, context, cloud=cloud, metrics=metrics),
+            deps.ports(context, cloud=cloud, metrics=metrics),
             reply_to=reply_to,
             resolver=resolver,
             report_request_failure=False,

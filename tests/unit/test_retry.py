@@ -347,7 +347,7 @@ def test_a_ticket_read_long_past_its_deadline_is_checked_once_more_and_ends() ->
     w.clock.advance((t.deadline - w.clock.now()).total_seconds() + message_max_age(w.settings).total_seconds() + 1)
     calls = w.cloud.calls
     assert w.followup(yandex_batch(t.sealed_body(KEY))) == {"ok": True}
-    assert w.cloud.calls == calls + 2 and w.sent(FOLLOWUPS) == []  # is it still there? then the check; it ends
+    assert w.cloud.calls == calls + 1 and w.sent(FOLLOWUPS) == []  # one Get (is it still there, and done?): it ends
     [event] = w.sink.events
     assert event.data.status == "succeeded" and event.data.operation_id == t.operation_id
     assert w.recorder.total("stale_checked") == 1
